@@ -1,0 +1,54 @@
+"""`theia-eval <verb> [key=value ...] [--flags]`: one entry point, verbs imported lazily.
+
+Each verb is a function `run(argv: list[str]) -> int` in the module named below; it parses its own
+--flags with argparse and composes its Hydra config from key=value overrides (theia_eval.config).
+"""
+from __future__ import annotations
+
+import importlib
+import sys
+
+from theia_eval.errors import TheiaEvalError, unknown_name
+
+# verb -> ("module:function", one-line help)
+VERBS: dict[str, tuple[str, str]] = {
+    "encoders": ("theia_eval.encoders.commands:run", "list the encoder registry, or encode an image with one"),
+    "quickstart": ("theia_eval.quickstart:run", "the small built-in end-to-end job (README's main command)"),
+}
+
+
+def register_verb(name: str, target: str, help_text: str) -> None:
+    """Add a verb (used by subpackages that bring their own commands)."""
+    VERBS[name] = (target, help_text)
+
+
+def _usage() -> str:
+    width = max(len(v) for v in VERBS)
+    lines = [f"  {v.ljust(width)}  {h}" for v, (_, h) in sorted(VERBS.items())]
+    return ("usage: theia-eval <verb> [key=value ...] [--flags]\n\nverbs:\n" + "\n".join(lines)
+            + "\n\n`theia-eval <verb> --help` shows a verb's options and its config keys.")
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(_usage())
+        return 0
+    verb, rest = argv[0], argv[1:]
+    if verb in ("--version", "version"):
+        from theia_eval import __version__
+
+        print(__version__)
+        return 0
+    try:
+        if verb not in VERBS:
+            raise unknown_name("verb", verb, VERBS)
+        module, func = VERBS[verb][0].split(":")
+        return int(getattr(importlib.import_module(module), func)(rest) or 0)
+    except TheiaEvalError as exc:
+        print(f"theia-eval {verb}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,16 @@
+"""Frozen-encoder registry: every encoder of the study behind one contract.
+
+Family modules register their entries on import; heavy libraries (transformers, timm) are
+imported inside builders only.
+"""
+from theia_eval.encoders.base import EncoderConfig, EncoderOutput, FrozenEncoder
+from theia_eval.encoders.registry import (
+    create_encoder,
+    get_encoder_config,
+    list_encoders,
+    register_encoder,
+)
+from theia_eval.encoders import baselines  # noqa: F401  (registers entries)
+
+__all__ = ["EncoderConfig", "EncoderOutput", "FrozenEncoder", "create_encoder", "get_encoder_config",
+           "list_encoders", "register_encoder"]

@@ -1,0 +1,99 @@
+"""Resolving the `weights=` argument: "random", a local path, a hub id, or the entry's default source."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+
+from theia_eval.encoders.base import EncoderConfig
+from theia_eval.errors import CheckpointMismatchError, InputError, WeightsNotFoundError
+
+
+def is_random(weights: str | None) -> bool:
+    """True for "random" or "random:SEED" (seeded random init, only when the user asks for it)."""
+    return isinstance(weights, str) and (weights == "random" or weights.startswith("random:"))
+
+
+def random_seed(weights: str, default: int = 0) -> int:
+    """Seed of "random:SEED" (default for plain "random")."""
+    if weights == "random":
+        return default
+    try:
+        return int(weights.split(":", 1)[1])
+    except ValueError as exc:
+        raise InputError(f"bad weights '{weights}': use 'random' or 'random:<int seed>'.") from exc
+
+
+class seeded_init:
+    """Context manager: reproducible torch random init that leaves the global RNG state untouched."""
+
+    def __init__(self, seed: int):
+        self.seed = seed
+        self._fork = torch.random.fork_rng(devices=[])
+
+    def __enter__(self):
+        self._fork.__enter__()
+        torch.manual_seed(self.seed)
+
+    def __exit__(self, *exc):
+        return self._fork.__exit__(*exc)
+
+
+def offline_hint(config: EncoderConfig) -> str:
+    return (f"Supply weights with create_encoder('{config.name}', weights=PATH) (or weights=... on the CLI), "
+            "pre-populate the Hugging Face cache (HF_HOME) on a machine with network, or set HF_HUB_OFFLINE=0 "
+            "where the hub is reachable. For a control with random weights pass weights='random'.")
+
+
+def hf_snapshot(config: EncoderConfig, weights: str | None) -> Path:
+    """A local directory in HF save_pretrained layout for this entry: a path, or a hub id found in the cache
+    (downloads only when HF_HUB_OFFLINE=0 is set explicitly)."""
+    if weights is not None and Path(weights).expanduser().exists():
+        return Path(weights).expanduser()
+    repo_id = weights or config.hub_id or config.source
+    if weights is not None and "/" not in weights:
+        raise WeightsNotFoundError(f"weights '{weights}' for {config.name} is neither an existing path nor a hub id "
+                                   f"(owner/name). {offline_hint(config)}")
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    allow_download = os.environ.get("HF_HUB_OFFLINE", "") == "0"
+    try:
+        return Path(snapshot_download(repo_id, local_files_only=not allow_download))
+    except (LocalEntryNotFoundError, OSError) as exc:
+        from huggingface_hub.constants import HF_HUB_CACHE
+
+        raise WeightsNotFoundError(
+            f"weights for {config.name} not found offline: looked for hub id '{repo_id}' in the Hugging Face "
+            f"cache {HF_HUB_CACHE}. {offline_hint(config)}") from exc
+
+
+def require_file(config: EncoderConfig, weights: str | None, default: Path | None = None) -> Path:
+    """A local checkpoint file for file-format entries (MAE .pth, R3M model.pt)."""
+    path = Path(weights).expanduser() if weights else default
+    if path is None or not path.exists():
+        where = str(path) if path else "no default location (these weights are not distributed on a package index)"
+        raise WeightsNotFoundError(
+            f"weights for {config.name} not found: looked at {where}. Download {config.source} on a machine with "
+            f"network and pass create_encoder('{config.name}', weights='/path/to/file'). "
+            "For a control with random weights pass weights='random'.")
+    return path
+
+
+def load_matching(module: torch.nn.Module, state: dict[str, torch.Tensor], what: str) -> None:
+    """Strictly load a state dict, naming the first missing/unexpected key or shape mismatch."""
+    own = module.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    if missing or unexpected:
+        first = f"missing key '{missing[0]}'" if missing else f"unexpected key '{unexpected[0]}'"
+        raise CheckpointMismatchError(
+            f"{what}: checkpoint keys do not match the model ({len(missing)} missing, {len(unexpected)} unexpected; "
+            f"first: {first}). Check that the checkpoint is for this encoder and size.")
+    for k, v in state.items():
+        if tuple(v.shape) != tuple(own[k].shape):
+            raise CheckpointMismatchError(
+                f"{what}: shape mismatch at key '{k}': checkpoint {tuple(v.shape)} vs model {tuple(own[k].shape)}. "
+                "Check that the checkpoint is for this encoder and size.")
+    module.load_state_dict(state, strict=True)
