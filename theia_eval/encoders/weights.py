@@ -97,3 +97,15 @@ def load_matching(module: torch.nn.Module, state: dict[str, torch.Tensor], what:
                 f"{what}: shape mismatch at key '{k}': checkpoint {tuple(v.shape)} vs model {tuple(own[k].shape)}. "
                 "Check that the checkpoint is for this encoder and size.")
     module.load_state_dict(state, strict=True)
+
+
+def weights_available(config: EncoderConfig) -> bool:
+    """Whether the entry's default weights can be loaded with no network (shipped, or in the HF cache)."""
+    if config.offline:
+        return True
+    if not config.hub_id:
+        return False
+    from huggingface_hub import try_to_load_from_cache
+
+    found = try_to_load_from_cache(config.hub_id, "config.json")
+    return isinstance(found, str)
