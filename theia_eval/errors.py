@@ -28,6 +28,10 @@ class InputError(TheiaEvalError, ValueError):
     """Bad user input: images, configs, datasets."""
 
 
+class TrainingError(TheiaEvalError, RuntimeError):
+    """Training could not go on (e.g. a NaN/inf loss); the message names the epoch and step."""
+
+
 def unknown_name(kind: str, name: str, choices: Iterable[str]) -> UnknownNameError:
     """Build an error for an unknown registry name, suggesting the closest valid ones."""
     choices = sorted(choices)

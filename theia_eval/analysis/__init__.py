@@ -1,0 +1,1 @@
+"""Metrics, leaderboards, entropy, plots, reports."""
