@@ -11,6 +11,11 @@ from theia_eval.encoders.registry import (
     register_encoder,
 )
 from theia_eval.encoders import baselines  # noqa: F401  (registers entries)
+from theia_eval.encoders import mae  # noqa: F401  (registers entries)
+from theia_eval.encoders import r3m  # noqa: F401  (registers entries)
+from theia_eval.encoders import efficientnet  # noqa: F401  (registers entries)
+from theia_eval.encoders import theia  # noqa: F401  (registers entries)
+from theia_eval.encoders import hf, hf_depth, hf_sam  # noqa: F401  (registers entries)
 
 __all__ = ["EncoderConfig", "EncoderOutput", "FrozenEncoder", "create_encoder", "get_encoder_config",
            "list_encoders", "register_encoder"]

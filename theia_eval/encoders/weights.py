@@ -56,11 +56,14 @@ def hf_snapshot(config: EncoderConfig, weights: str | None) -> Path:
         raise WeightsNotFoundError(f"weights '{weights}' for {config.name} is neither an existing path nor a hub id "
                                    f"(owner/name). {offline_hint(config)}")
     from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import LocalEntryNotFoundError
+    from huggingface_hub.errors import HFValidationError, LocalEntryNotFoundError
 
     allow_download = os.environ.get("HF_HUB_OFFLINE", "") == "0"
     try:
         return Path(snapshot_download(repo_id, local_files_only=not allow_download))
+    except HFValidationError as exc:
+        raise WeightsNotFoundError(f"weights '{repo_id}' for {config.name}: no such file or directory, and not a "
+                                   f"valid hub id (owner/name). {offline_hint(config)}") from exc
     except (LocalEntryNotFoundError, OSError) as exc:
         from huggingface_hub.constants import HF_HUB_CACHE
 
@@ -109,3 +112,20 @@ def weights_available(config: EncoderConfig) -> bool:
 
     found = try_to_load_from_cache(config.hub_id, "config.json")
     return isinstance(found, str)
+
+
+def load_torch_file(config: EncoderConfig, path: Path, trust: bool = False) -> object:
+    """torch.load a checkpoint on the CPU; tensors-only (weights_only) unless the caller trusts the file."""
+    import argparse
+    import pickle
+
+    try:
+        with torch.serialization.safe_globals([argparse.Namespace]):  # MAE-style files keep their 'args'
+            return torch.load(path, map_location="cpu", weights_only=not trust)
+    except pickle.UnpicklingError as exc:
+        raise CheckpointMismatchError(
+            f"{config.name}: {path} holds Python objects besides tensors and was not unpickled ({exc}). If you trust "
+            f"the file pass create_encoder('{config.name}', weights=PATH, trust_checkpoint=True), or re-save only "
+            "the tensors.") from exc
+    except (RuntimeError, EOFError, OSError) as exc:
+        raise CheckpointMismatchError(f"{config.name}: could not read {path} as a torch checkpoint ({exc}).") from exc

