@@ -158,3 +158,22 @@ def test_random_weights_real_architecture_seeded(images):
     other = create_encoder("mvp-small", weights="random:4")(images[:1])
     assert torch.equal(out.summary, again.summary)
     assert not torch.allclose(out.summary, other.summary)
+
+
+class Opaque:
+    """Stands for a pickled Python object that weights_only loading refuses."""
+
+
+def test_mae_args_load_safely_and_untrusted_objects_need_opt_in(tmp_path, images):
+    import argparse
+
+    sd = tiny_mae_state()
+    torch.save({"model": sd, "args": argparse.Namespace(model="mae_vit_tiny", mask_ratio=0.75)}, tmp_path / "a.pth")
+    enc = create_encoder("vc1-base", weights=str(tmp_path / "a.pth"), img_size=SIZE)
+    torch.testing.assert_close(enc(images).summary, reference_forward(sd, encoder_input(enc, images), 1)[0],
+                               atol=1e-5, rtol=1e-5)
+    torch.save({"model": sd, "extra": Opaque()}, tmp_path / "b.pth")
+    with pytest.raises(CheckpointMismatchError, match="trust_checkpoint=True"):
+        create_encoder("vc1-base", weights=str(tmp_path / "b.pth"), img_size=SIZE)
+    trusted = create_encoder("vc1-base", weights=str(tmp_path / "b.pth"), img_size=SIZE, trust_checkpoint=True)
+    assert trusted.grid == (4, 4)

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from theia_eval.encoders.base import EncoderConfig, FrozenEncoder
-from theia_eval.encoders.images import Preprocess, as_uint8_batch
+from theia_eval.encoders.images import Preprocess
 from theia_eval.encoders.registry import register_encoder
 from theia_eval.encoders.weights import (load_matching, load_torch_file, is_random, random_seed, require_file,
                                          seeded_init)

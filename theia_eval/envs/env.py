@@ -42,13 +42,20 @@ class TaskEnv:
         """Steps taken in the current episode."""
         return len(self._flags)
 
-    def reset(self, seed: int | None = None) -> dict[str, np.ndarray]:
+    @property
+    def raw_state(self) -> np.ndarray:
+        """The simulator's state vector at full precision (what experts read)."""
+        if self._state is None:
+            raise InputError("call env.reset(seed) first")
+        return self._state
+
+    def reset(self, seed: int | None = None, render: bool = True) -> dict[str, np.ndarray]:
         """Start the episode drawn by `seed` (None: the constructor seed, then +1 per reset)."""
         self.seed = self._next_seed if seed is None else int(seed)
         self._next_seed = self.seed + 1
         self._state = np.asarray(self.sim.reset(self.seed))
         self._flags = []
-        return self.observe()
+        return self.observe(render)
 
     def observe(self, render: bool = True) -> dict[str, np.ndarray]:
         """The current observation dict (rgb only when `render`)."""

@@ -1,0 +1,307 @@
+"""Image sources for distillation: image folders, webdataset tar shards and simulator frame sets.
+
+Every source is an indexed, deterministic list of keyed samples. Images are squash-resized to one
+square size (the student's input, as the reference pre-squashes ImageNet to 224 x 224); images smaller
+than that size are refused unless upsampling is allowed. Extras (depth, segmentation) follow with
+nearest-neighbour resampling.
+
+`data=` forms: a path (kind detected: a frame set has frameset.json, a .tar file or a folder of .tar
+files is webdataset shards, else a folder of images), `folder:PATH`, `tar:PATH`, `frames:PATH`, or
+`frames:SUITE` (the frame set rendered by `theia-eval frames suite=SUITE`, under the data root).
+"""
+from __future__ import annotations
+
+import abc
+import hashlib
+import io
+import os
+import tarfile
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from theia_eval.distill.samples import Sample
+from theia_eval.errors import InputError, unknown_name
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+TAR_IMAGE_EXTS = ("jpg", "jpeg", "png", "webp")
+TAR_EXTRA_EXTS = {"depth.npy": "depth", "segmentation.npy": "segmentation", "seg.npy": "segmentation"}
+
+
+def data_root() -> Path:
+    """Where frame sets and target caches go by default: $THEIA_EVAL_DATA or ~/.cache/theia_eval."""
+    return Path(os.environ.get("THEIA_EVAL_DATA", Path.home() / ".cache" / "theia_eval")).expanduser()
+
+
+# --- resizing -------------------------------------------------------------------------------------
+def squash_image(image: np.ndarray, size: int) -> np.ndarray:
+    """Resize (H, W, 3) uint8 to exactly (size, size) with antialiased bilinear filtering."""
+    if image.shape[:2] == (size, size):
+        return image
+    from PIL import Image
+
+    return np.asarray(Image.fromarray(image).resize((size, size), Image.BILINEAR, reducing_gap=None))
+
+
+def nearest_resize(array: np.ndarray, size: int) -> np.ndarray:
+    """Nearest-neighbour resize of a (H, W) array to (size, size) (pixel centres, no new values)."""
+    h, w = array.shape[:2]
+    if (h, w) == (size, size):
+        return array
+    rows = np.minimum((np.arange(size) + 0.5) * h / size, h - 1).astype(np.int64)
+    cols = np.minimum((np.arange(size) + 0.5) * w / size, w - 1).astype(np.int64)
+    return array[rows][:, cols]
+
+
+def as_rgb(image: np.ndarray, where: str) -> np.ndarray:
+    """(H, W) grey or (H, W, 3|4) -> (H, W, 3) uint8."""
+    if image.ndim == 2:
+        image = np.repeat(image[..., None], 3, axis=-1)
+    if image.ndim != 3 or image.shape[-1] not in (3, 4):
+        raise InputError(f"{where}: expected an RGB image, got an array of shape {image.shape}.")
+    if image.dtype != np.uint8:
+        raise InputError(f"{where}: expected 8-bit pixels, got dtype {image.dtype}; convert the image to 8-bit RGB.")
+    return np.ascontiguousarray(image[..., :3])
+
+
+def decode_image(data: bytes, where: str) -> np.ndarray:
+    """Encoded jpg/png/webp bytes -> (H, W, 3) uint8."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            return np.asarray(im.convert("RGB"))
+    except (UnidentifiedImageError, OSError) as exc:
+        raise InputError(f"cannot decode image {where} ({exc}); the file is corrupt or not an image.") from exc
+
+
+# --- sources --------------------------------------------------------------------------------------
+class ImageSource(abc.ABC):
+    """A deterministic, indexed list of keyed images at one square size."""
+
+    kind = "?"
+
+    def __init__(self, root: Path, image_size: int, allow_upsample: bool = False):
+        self.root = Path(root)
+        self.image_size = int(image_size)
+        self.allow_upsample = bool(allow_upsample)
+        self.keys: list[str] = []
+        self.extras: tuple[str, ...] = ()
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    @abc.abstractmethod
+    def read(self, index: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """The image (H, W, 3) uint8 and extras at their stored size."""
+
+    @abc.abstractmethod
+    def content_id(self) -> str:
+        """A string that changes when the stored content changes (files, sizes, times, render ids)."""
+
+    def describe(self) -> str:
+        return f"{self.kind}:{self.root} ({len(self)} images)"
+
+    def load(self, index: int) -> Sample:
+        """Sample `index` resized to image_size x image_size."""
+        image, extras = self.read(index)
+        key = self.keys[index]
+        self.check_size(image.shape[:2], key)
+        return Sample(key, squash_image(image, self.image_size),
+                      {k: nearest_resize(v, self.image_size) for k, v in extras.items()})
+
+    def check_size(self, hw: tuple[int, int], key: str) -> None:
+        if min(hw) < self.image_size and not self.allow_upsample:
+            raise InputError(
+                f"image '{key}' in {self.describe()} is {hw[0]}x{hw[1]} px, smaller than the student input "
+                f"{self.image_size}x{self.image_size}: the student is too large for these images. Use a smaller "
+                f"student input (image_size=...), render/collect larger images, or pass allow_upsample=true.")
+
+    def fingerprint(self) -> str:
+        """sha256 over the keys in order, the image size and the content id: names a target cache."""
+        h = hashlib.sha256()
+        h.update(f"{self.kind}|{self.image_size}|{self.content_id()}|".encode())
+        for key in self.keys:
+            h.update(key.encode() + b"\0")
+        return h.hexdigest()
+
+    def require_nonempty(self, looked_for: str) -> None:
+        if not self.keys:
+            raise InputError(f"empty data source {self.root}: no {looked_for} found. Point data= at a folder of "
+                             "images, webdataset .tar shards, or a frame set from `theia-eval frames`.")
+
+
+class FolderSource(ImageSource):
+    """Every jpg/jpeg/png under a folder (recursive), keyed by relative path without the suffix."""
+
+    kind = "folder"
+
+    def __init__(self, root: Path, image_size: int, allow_upsample: bool = False):
+        super().__init__(root, image_size, allow_upsample)
+        files = sorted(p for p in self.root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+        self.files = files
+        self.keys = [p.relative_to(self.root).with_suffix("").as_posix() for p in files]
+        check_unique(self.keys, lambda i: str(self.files[i]))
+        self.require_nonempty(f"images ({', '.join(IMAGE_SUFFIXES)}, searched recursively)")
+
+    def read(self, index: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        path = self.files[index]
+        return as_rgb(decode_image(path.read_bytes(), str(path)), str(path)), {}
+
+    def content_id(self) -> str:
+        h = hashlib.sha256()
+        for p in self.files:
+            st = p.stat()
+            h.update(f"{st.st_size}:{st.st_mtime_ns};".encode())
+        return h.hexdigest()
+
+
+class TarSource(ImageSource):
+    """webdataset shards: members `<key>.<ext>` grouped by key; images jpg/png/webp, extras .depth.npy etc."""
+
+    kind = "tar"
+
+    def __init__(self, root: Path, image_size: int, allow_upsample: bool = False):
+        super().__init__(root, image_size, allow_upsample)
+        self.shards = [self.root] if self.root.is_file() else sorted(self.root.glob("*.tar"))
+        self.entries: dict[str, dict[str, tuple[Path, int, int]]] = {}
+        for shard in self.shards:
+            self.index_shard(shard)
+        self.keys = sorted(k for k, e in self.entries.items() if any(x in e for x in TAR_IMAGE_EXTS))
+        self.extras = tuple(sorted({TAR_EXTRA_EXTS[x] for k in self.keys for x in self.entries[k]
+                                    if x in TAR_EXTRA_EXTS}))
+        self.require_nonempty(f"image members ({', '.join(TAR_IMAGE_EXTS)}) in .tar shards")
+
+    def index_shard(self, shard: Path) -> None:
+        """Record (shard, data offset, size) of every member, refusing a key seen in another shard."""
+        try:
+            with tarfile.open(shard) as tar:
+                for m in tar:
+                    if not m.isfile():
+                        continue
+                    parent, _, base = m.name.rpartition("/")
+                    stem, dot, ext = base.partition(".")
+                    key = f"{parent}/{stem}" if parent else stem
+                    entry = self.entries.setdefault(key, {})
+                    if ext in entry and entry[ext][0] != shard:
+                        raise InputError(f"sample key '{key}' appears in two shards ({entry[ext][0].name} and "
+                                         f"{shard.name}); webdataset keys must be unique.")
+                    entry[ext] = (shard, m.offset_data, m.size)
+        except tarfile.TarError as exc:
+            raise InputError(f"cannot read tar shard {shard} ({exc}); the file is corrupt or not a tar.") from exc
+
+    def member_bytes(self, key: str, ext: str) -> bytes:
+        shard, offset, size = self.entries[key][ext]
+        with open(shard, "rb") as f:
+            f.seek(offset)
+            return f.read(size)
+
+    def read(self, index: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        key = self.keys[index]
+        entry = self.entries[key]
+        ext = next(x for x in TAR_IMAGE_EXTS if x in entry)
+        where = f"'{key}.{ext}' in {entry[ext][0].name}"
+        image = as_rgb(decode_image(self.member_bytes(key, ext), where), where)
+        extras = {name: np.load(io.BytesIO(self.member_bytes(key, x))) for x, name in TAR_EXTRA_EXTS.items()
+                  if x in entry}
+        return image, extras
+
+    def content_id(self) -> str:
+        return ";".join(f"{s.name}:{s.stat().st_size}:{s.stat().st_mtime_ns}" for s in self.shards)
+
+
+class ConcatSource(ImageSource):
+    """Several sources one after another; keys must be unique across them."""
+
+    kind = "concat"
+
+    def __init__(self, parts: list[ImageSource]):
+        super().__init__(Path("."), parts[0].image_size, parts[0].allow_upsample)
+        self.parts = parts
+        self.offsets = np.cumsum([0] + [len(p) for p in parts])
+        self.keys = [k for p in parts for k in p.keys]
+        check_unique(self.keys, lambda i: self.part_of(i)[0].describe())
+        self.extras = tuple(sorted(set(parts[0].extras).intersection(*(p.extras for p in parts[1:]))))
+
+    def part_of(self, index: int) -> tuple[ImageSource, int]:
+        j = int(np.searchsorted(self.offsets, index, side="right") - 1)
+        return self.parts[j], index - int(self.offsets[j])
+
+    def read(self, index: int):
+        part, i = self.part_of(index)
+        return part.read(i)
+
+    def describe(self) -> str:
+        return " + ".join(p.describe() for p in self.parts)
+
+    def content_id(self) -> str:
+        return "|".join(p.fingerprint() for p in self.parts)
+
+
+def check_unique(keys: list[str], where: Callable[[int], str]) -> None:
+    seen: dict[str, int] = {}
+    for i, k in enumerate(keys):
+        if k in seen:
+            raise InputError(f"duplicate sample key '{k}' ({where(seen[k])} and {where(i)}); keys must be unique "
+                             "(rename one of the files).")
+        seen[k] = i
+
+
+# --- opening a data= spec -------------------------------------------------------------------------
+def frameset_source(root: Path, image_size: int, allow_upsample: bool) -> ImageSource:
+    from theia_eval.distill.framesets import FrameSetSource
+
+    return FrameSetSource(root, image_size, allow_upsample)
+
+
+SOURCE_KINDS: dict[str, Callable[[Path, int, bool], ImageSource]] = {
+    "folder": FolderSource, "tar": TarSource, "frames": frameset_source}
+
+
+def detect_kind(path: Path) -> str:
+    """Which source kind a path holds."""
+    from theia_eval.distill.framesets import MANIFEST
+
+    if not path.exists():
+        raise InputError(f"data path {path} does not exist. Pass a folder of images, .tar shards, a frame set "
+                         "directory, or frames:SUITE (render one with `theia-eval frames suite=SUITE`).")
+    if (path / MANIFEST).is_file():
+        return "frames"
+    if path.suffix == ".tar" or (path.is_dir() and any(path.glob("*.tar"))):
+        return "tar"
+    return "folder"
+
+
+def frameset_dir(suite: str) -> Path:
+    """Default location of the frame set of a suite (`theia-eval frames suite=SUITE` writes it)."""
+    return data_root() / "frames" / suite
+
+
+def resolve_spec(spec: str) -> tuple[str, Path]:
+    """'frames:metaworld' / 'tar:PATH' / PATH -> (kind, path)."""
+    scheme, sep, rest = spec.partition(":")
+    if sep and scheme in SOURCE_KINDS:
+        path = Path(rest).expanduser()
+        if scheme == "frames" and "/" not in rest and not path.exists():
+            path = frameset_dir(rest)
+            if not path.exists():
+                raise InputError(f"no frame set for suite '{rest}' at {path}. Render it with `theia-eval frames "
+                                 f"suite={rest}` (or pass frames:PATH to an existing frame set).")
+        return scheme, path
+    if sep and len(scheme) > 1 and not Path(spec).exists():
+        raise unknown_name("data source kind", scheme, SOURCE_KINDS)
+    path = Path(spec).expanduser()
+    return detect_kind(path), path
+
+
+def open_source(spec: str | list[str], image_size: int, allow_upsample: bool = False) -> ImageSource:
+    """Open one data spec or a list of them (concatenated)."""
+    specs = [spec] if isinstance(spec, (str, Path)) else list(spec)
+    if not specs:
+        raise InputError("data= is empty; pass a folder of images, .tar shards, a frame set or frames:SUITE.")
+    parts = []
+    for s in specs:
+        kind, path = resolve_spec(str(s))
+        parts.append(SOURCE_KINDS[kind](path, image_size, allow_upsample))
+    return parts[0] if len(parts) == 1 else ConcatSource(parts)
