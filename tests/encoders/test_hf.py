@@ -228,10 +228,15 @@ ALL_ENTRIES = ENTRIES + [(SAM_VIT_H, SAM), (DEPTH_ANYTHING_L, DEPTH)]
 
 
 @pytest.mark.parametrize("entry, family", ALL_ENTRIES, ids=[c.name for c, _ in ALL_ENTRIES])
-def test_registry_params_and_gflops_match_the_real_architecture(entry, family):
+def test_registry_facts_match_the_real_architecture(entry, family):
+    hf_config = family.config_from(entry.extra["hf_config"])
     assert abs(meta_params_m(entry, family) - entry.params_m) < 0.01
-    flops = meta_gflops(family.encoder, entry, family, family.config_from(entry.extra["hf_config"]))
-    assert abs(flops - entry.gflops) / entry.gflops < 0.01
+    assert abs(meta_gflops(family.encoder, entry, family, hf_config) - entry.gflops) / entry.gflops < 0.01
+    x = entry.preprocess(torch.zeros(2, 3, 224, 224, dtype=torch.uint8))  # the stored 224 px images
+    assert tuple(x.shape) == (2, 3, entry.input_size, entry.input_size)
+    with torch.device("meta"):  # the real-size forward, shapes only
+        tokens, summary = family.encoder(entry, family.new_model(hf_config), family).forward_features(x.to("meta"))
+    assert tuple(tokens.shape) == (2, *entry.grid, entry.token_dim) and tuple(summary.shape) == (2, entry.summary_dim)
     assert entry.offline is False and entry.hub_id in entry.source
     assert entry.license == {"clip": "MIT"}.get(entry.family, "Apache-2.0")
 
@@ -243,7 +248,8 @@ def test_random_weights_are_seeded_real_architecture(odd_images):
     assert a.config == get_encoder_config("dinov2-vit-s14") and a.weights_id == "random:1"
     out_a = a(odd_images[:1])
     assert tuple(out_a.tokens.shape) == (1, 16, 16, 384)
-    torch.testing.assert_close(create_encoder("dinov2-vit-s14", weights="random:1")(odd_images[:1]).tokens, out_a.tokens)
+    again = create_encoder("dinov2-vit-s14", weights="random:1")(odd_images[:1])
+    torch.testing.assert_close(again.tokens, out_a.tokens)
     assert not torch.allclose(create_encoder("dinov2-vit-s14", weights="random:2")(odd_images[:1]).tokens, out_a.tokens)
 
 
@@ -256,6 +262,16 @@ def test_bfloat16_autocast_is_close_to_float32(tiny_dirs, odd_images):
 
 # --- errors --------------------------------------------------------------------------------------
 
+def edited_copy(src: str, dst: Path, **changes) -> str:
+    """A copy of a checkpoint directory, with `changes` written into its config.json."""
+    dst.mkdir(parents=True)
+    for f in Path(src).iterdir():
+        (dst / f.name).write_bytes(f.read_bytes())
+    cfg = json.loads((dst / "config.json").read_text())
+    (dst / "config.json").write_text(json.dumps({**cfg, **changes}))
+    return str(dst)
+
+
 def test_missing_default_weights_name_encoder_and_hub_id(tmp_path, monkeypatch):
     import huggingface_hub.constants as hub_constants
 
@@ -263,6 +279,21 @@ def test_missing_default_weights_name_encoder_and_hub_id(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(WeightsNotFoundError, match=r"clip-vit-l14.*openai/clip-vit-large-patch14.*weights=PATH"):
         create_encoder("clip-vit-l14")
+
+
+def test_default_weights_come_from_the_hf_cache(tiny_dirs, tmp_path, monkeypatch, odd_images):
+    import huggingface_hub.constants as hub_constants
+
+    commit = "0" * 40  # the hub cache layout: models--owner--name/{refs/main, snapshots/<commit>/...}
+    repo = tmp_path / "models--openai--clip-vit-large-patch14"
+    edited_copy(tiny_dirs["clip-vit-l14"], repo / "snapshots" / commit)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(commit)
+    monkeypatch.setattr(hub_constants, "HF_HUB_CACHE", str(tmp_path))
+    enc = create_encoder("clip-vit-l14")
+    assert enc.weights_id == "openai/clip-vit-large-patch14" and enc.grid == (4, 4)
+    ref = create_encoder("clip-vit-l14", weights=tiny_dirs["clip-vit-l14"])(odd_images)
+    torch.testing.assert_close(enc(odd_images).tokens, ref.tokens, atol=0, rtol=0)
 
 
 @pytest.mark.parametrize("name, wrong, match", [
@@ -275,22 +306,13 @@ def test_other_architecture_directory_is_rejected(name, wrong, match, tiny_dirs)
         create_encoder(name, weights=tiny_dirs[wrong])
 
 
-def edited_copy(src: str, dst: Path, **changes) -> str:
-    """A copy of a checkpoint directory whose config.json claims another architecture."""
-    dst.mkdir()
-    for f in Path(src).iterdir():
-        (dst / f.name).write_bytes(f.read_bytes())
-    cfg = json.loads((dst / "config.json").read_text())
-    (dst / "config.json").write_text(json.dumps({**cfg, **changes}))
-    return str(dst)
-
-
 def test_incomplete_or_mismatched_checkpoint_is_rejected(tiny_dirs, tmp_path):
     deeper = edited_copy(tiny_dirs["vit-h14-in21k"], tmp_path / "deeper", num_hidden_layers=3)
-    with pytest.raises(CheckpointMismatchError, match=r"lacks \d+ weight.*encoder.layer.*2"):
+    with pytest.raises(CheckpointMismatchError, match=r"lacks 16 weight.*'(encoder\.)?layers?\.2\."):
         create_encoder("vit-h14-in21k", weights=deeper)
     wider = edited_copy(tiny_dirs["vit-h14-in21k"], tmp_path / "wider", hidden_size=64, intermediate_size=64)
-    with pytest.raises(CheckpointMismatchError, match="could not load ViTModel"):
+    shapes = r"shape mismatch at '[^']+': checkpoint \([\d, ]*32\) vs model \([\d, ]*64\)"
+    with pytest.raises(CheckpointMismatchError, match=shapes):
         create_encoder("vit-h14-in21k", weights=wider)
 
 

@@ -30,10 +30,15 @@ def config_row(c: EncoderConfig) -> dict:
 
 def format_table(rows: list[dict], columns: tuple[str, ...] = COLUMNS) -> str:
     """Plain-text table with aligned columns."""
-    cells = [[str(r[c]) for c in columns] for r in rows]
+    cells = [[_clip(str(r[c])) for c in columns] for r in rows]
     widths = [max([len(c)] + [len(row[i]) for row in cells]) for i, c in enumerate(columns)]
     line = lambda vals: "  ".join(v.ljust(w) for v, w in zip(vals, widths))  # noqa: E731
     return "\n".join([line(columns), line(["-" * w for w in widths])] + [line(r) for r in cells])
+
+
+def _clip(text: str, width: int = 60) -> str:
+    """Shorten long cells (full text stays in --json)."""
+    return text if len(text) <= width else text[: width - 3] + "..."
 
 
 def load_images(paths: list[str]) -> tuple[np.ndarray, list[str]]:

@@ -60,15 +60,18 @@ class HFFamily:
 
 @contextlib.contextmanager
 def quiet_transformers() -> Iterator[None]:
-    """Silence transformers' load report (we check missing/mismatched keys ourselves and raise)."""
+    """Silence transformers' load report and progress bar (we check missing/mismatched keys ourselves and raise)."""
     from transformers.utils import logging as hf_logging
 
-    level = hf_logging.get_verbosity()
+    level, bar = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
     hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
     try:
         yield
     finally:
         hf_logging.set_verbosity(level)
+        if bar:
+            hf_logging.enable_progress_bar()
 
 
 def read_model_type(config: EncoderConfig, family: HFFamily, path: Path) -> str:
@@ -97,17 +100,31 @@ def pretrained_model(config: EncoderConfig, family: HFFamily, path: Path) -> nn.
     with quiet_transformers():
         try:
             model, info = family.model_cls().from_pretrained(
-                str(path), output_loading_info=True, dtype=torch.float32, **family.model_kwargs)
+                str(path), output_loading_info=True, ignore_mismatched_sizes=True, dtype=torch.float32,
+                **family.model_kwargs)
         except (RuntimeError, ValueError, OSError) as exc:
             raise CheckpointMismatchError(
                 f"{config.name}: could not load {family.model_class} from {path}: {exc}. Check that the "
                 "checkpoint files are complete and match its config.json.") from exc
-    bad = list(info.get("missing_keys", [])) + [str(k) for k in info.get("mismatched_keys", [])]
-    if bad:
-        raise CheckpointMismatchError(
-            f"{config.name}: the checkpoint at {path} lacks {len(bad)} weight(s) of {family.model_class} "
-            f"(first: '{bad[0]}'); transformers would fill them with random values. Pass a complete checkpoint.")
+    check_loading_info(config, family, path, info)
     return model
+
+
+def check_loading_info(config: EncoderConfig, family: HFFamily, path: Path, info: dict[str, Any]) -> None:
+    """Raise on weights that transformers would leave randomly initialised (missing or of another shape)."""
+    mismatched = sorted(info.get("mismatched_keys", []), key=lambda item: item[0])
+    if mismatched:
+        key, found, wanted = mismatched[0]
+        raise CheckpointMismatchError(
+            f"{config.name}: shape mismatch at '{key}': checkpoint {tuple(found)} vs model {tuple(wanted)} "
+            f"({len(mismatched)} mismatched) in {path}; its config.json does not describe its weights. "
+            "Pass an unmodified save_pretrained directory.")
+    missing = list(info.get("missing_keys", []))
+    if missing:
+        raise CheckpointMismatchError(
+            f"{config.name}: the checkpoint at {path} lacks {len(missing)} weight(s) of {family.model_class} "
+            f"(first: '{sorted(missing)[0]}'); transformers would fill them with random values. "
+            "Pass a complete checkpoint.")
 
 
 def random_model(config: EncoderConfig, family: HFFamily, seed: int) -> nn.Module:
@@ -248,10 +265,10 @@ CLIP_NOTES = ("transformers CLIPVisionModel (the image tower of CLIPModel; a ful
               "last_hidden_state without CLS (no final LayerNorm on patch tokens, as Theia's targets); summary: "
               "pooler_output = CLS after post_layernorm, no projection. Preprocess as CLIPImageProcessor: shorter side "
               "224 bicubic, center crop 224, CLIP mean/std.")
-DINOV2_NOTES = ("transformers Dinov2Model. Tokens: last_hidden_state (after the final LayerNorm) without CLS/registers; "
-                "summary: CLS (pooler_output). Preprocess as the hub BitImageProcessor config: shorter side 256 "
-                "bicubic, center crop 224, ImageNet mean/std -> 16x16 patches of 14 px. Params include the 518-px "
-                "position table (37x37) that is interpolated to 16x16.")
+DINOV2_NOTES = ("transformers Dinov2Model. Tokens: last_hidden_state (after the final LayerNorm) without CLS and "
+                "register tokens; summary: CLS (pooler_output). Preprocess as the hub BitImageProcessor config: "
+                "shorter side 256 bicubic, center crop 224, ImageNet mean/std -> 16x16 patches of 14 px. Params "
+                "include the 518-px position table (37x37), interpolated to 16x16 at run time.")
 VIT_NOTES = ("transformers ViTModel without the pooler (add_pooling_layer=False). Tokens: last_hidden_state (after "
              "the final LayerNorm) without CLS; summary: CLS. Preprocess as ViTImageProcessor: resize to exactly "
              "224x224 bilinear, mean=std=0.5.")

@@ -293,8 +293,9 @@ class _Runner:
             import multiprocessing as mp
             from concurrent.futures import ProcessPoolExecutor
 
-            self.pool = ProcessPoolExecutor(workers, mp_context=mp.get_context("forkserver"),
-                                            initializer=_worker_init)
+            ctx = mp.get_context("forkserver")
+            ctx.set_forkserver_preload([__name__])  # import once in the server, fork workers from it
+            self.pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_worker_init)
 
     def results(self, jobs, needed: Callable[[], int]):
         """Yield (seed, episode or None) in job order; keeps at most `needed()` jobs in flight."""

@@ -33,6 +33,7 @@ class RenderPreset:
     reflections: bool
     multisamples: int | None  # None keeps the model's own vis.quality.offsamples
     description: str = ""
+    renderable: bool = True  # False: a label for imported frames from another renderer
 
 
 PRESETS: dict[str, RenderPreset] = {}
@@ -57,6 +58,10 @@ register_preset(RenderPreset("full", shadows=True, reflections=True, multisample
                              description="upstream lighting: shadows, reflections, anti-aliasing"))
 register_preset(RenderPreset("fast", shadows=False, reflections=False, multisamples=0,
                              description="no shadows, reflections or anti-aliasing (5-8x faster)"))
+register_preset(RenderPreset("cortexbench-mujoco-py", shadows=True, reflections=True,
+                             multisamples=None, renderable=False,
+                             description="frames imported from the original CortexBench pickles "
+                                         "(mujoco-py, MuJoCo 2.0); cannot be rendered here"))
 
 
 @dataclass(frozen=True)
@@ -153,6 +158,7 @@ class FrameRenderer:
     spec: RenderSpec = field(default_factory=RenderSpec)
 
     def __post_init__(self) -> None:
+        renderable_preset(self.spec)
         self.cameras = camera_names(self.model)
         self._flips = upright_flips(self.model)
         self._renderer = None
@@ -191,11 +197,21 @@ class FrameRenderer:
             self._renderer = None
 
 
+def renderable_preset(spec: RenderSpec) -> RenderPreset:
+    """The spec's preset, refusing labels of imported frames that this renderer cannot produce."""
+    preset = get_preset(spec.preset)
+    if not preset.renderable:
+        usable = ", ".join(n for n, p in PRESETS.items() if p.renderable)
+        raise InputError(f"render preset '{preset.name}' labels imported frames and cannot be "
+                         f"rendered here; use one of: {usable}")
+    return preset
+
+
 def make_mujoco_renderer(model, spec: RenderSpec):
     """A `mujoco.Renderer` with the preset applied (multisampling is fixed at context creation)."""
     import mujoco
 
-    preset = get_preset(spec.preset)
+    preset = renderable_preset(spec)
     if preset.multisamples is not None:
         model.vis.quality.offsamples = preset.multisamples
     model.vis.global_.offwidth = max(model.vis.global_.offwidth, spec.resolution)

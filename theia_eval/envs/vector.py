@@ -88,7 +88,10 @@ class VectorEnv:
         self.num_envs = int(num_envs)
         self._active = self.num_envs
         self._conns, self._procs = [], []
-        self._start(mp.get_context(context))
+        ctx = mp.get_context(context)
+        if context == "forkserver":
+            ctx.set_forkserver_preload(["theia_eval.envs"])  # import once, fork workers from it
+        self._start(ctx)
 
     def _start(self, ctx) -> None:
         for _ in range(self.num_envs):

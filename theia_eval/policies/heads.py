@@ -336,8 +336,13 @@ class AttnHeadConfig:
 
 @register_head("attn", AttnHeadConfig)
 class AttnHead(PolicyHead):
-    """Attention pooling: LN + Linear on fused tokens, learned 2-D position embedding, Q learned queries
-    cross-attend (multi-head) to the h*w tokens; LN, flatten (Q*dim), ++ proprio, BatchNorm MLP."""
+    """Attention pooling over fused tokens (ours).
+
+    BatchNorm over the token channels (statistics over batch and positions, so linear at eval and
+    robust to encoders with large token norms) -> Linear to `dim` + a learned position embedding
+    -> `queries` learned queries cross-attend (multi-head) to the h*w tokens -> LayerNorm ->
+    flatten (queries*dim) ++ proprio -> BatchNorm MLP.
+    """
 
     input_kind = "tokens"
 
@@ -346,7 +351,7 @@ class AttnHead(PolicyHead):
         if config.dim % config.heads:
             raise InputError(f"attn head: dim {config.dim} must be divisible by heads {config.heads}.")
         h, w = shapes.grid
-        self.in_norm = nn.LayerNorm(shapes.fused_token_dim)
+        self.in_norm = nn.BatchNorm1d(shapes.fused_token_dim)
         self.proj = nn.Linear(shapes.fused_token_dim, config.dim)
         self.pos = nn.Parameter(torch.randn(1, h * w, config.dim) * 0.02)
         self.queries = nn.Parameter(torch.randn(1, config.queries, config.dim) * 0.02)
@@ -356,6 +361,7 @@ class AttnHead(PolicyHead):
                                 config.hidden, config.last_layer_scale)
 
     def encode(self, features: torch.Tensor) -> torch.Tensor:
-        tokens = self.proj(self.in_norm(features.flatten(1, 2))) + self.pos
+        tokens = self.in_norm(features.flatten(1, 2).transpose(1, 2)).transpose(1, 2)
+        tokens = self.proj(tokens) + self.pos
         pooled, _ = self.attn(self.queries.expand(tokens.shape[0], -1, -1), tokens, tokens, need_weights=False)
         return self.out_norm(pooled).flatten(1)

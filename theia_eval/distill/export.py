@@ -1,0 +1,63 @@
+"""Export a distilled student in the official Theia layout, with its target statistics and a card.
+
+export/
+  model.safetensors   backbone.model.* + translator.translator_heads.<teacher id>.* (official key names)
+  config.json         architecture, teacher ids, and the run's metadata (teachers, data, steps, fit)
+  stats/              per-teacher mean/std of the standardised targets (to decode translator outputs)
+  CARD.md             the exact command, data, steps, wall time and per-teacher fit
+The directory loads at once with create_encoder("theia", weights=RUN_DIR) (or weights=RUN_DIR/export).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from theia_eval.distill.stats import RunningStats, save_stats
+from theia_eval.io import atomic_write_text
+
+META_KEYS = ("command", "student", "image_size", "params_m", "targets", "data", "images", "train_images",
+             "val_images", "steps", "batch_size", "lr", "world_size", "device", "wall_s", "val")
+
+
+def export_run(model, path: Path, summary: dict, stats: dict[str, RunningStats]) -> Path:
+    """Write the export directory (atomically replaced) and its card; returns its path."""
+    from theia_eval.encoders.theia_format import export_theia
+
+    meta = {k: summary.get(k) for k in META_KEYS}
+    meta["teachers"] = [{k: t[k] for k in ("name", "id", "grid", "dim", "weights")} for t in summary["teachers"]]
+    heads = dict(model.translator.translator_heads.items())
+    export_theia(model.backbone, path, translators=heads, metadata=meta)
+    for tid, s in stats.items():
+        save_stats(path / "stats", tid, s)
+    atomic_write_text(path / "CARD.md", card(summary))
+    return path
+
+
+def fit_rows(summary: dict) -> list[str]:
+    """Markdown rows: teacher, grid x width, held-out cosine and MSE, last train cosine."""
+    val = summary.get("val") or {}
+    train = (summary.get("train") or {}).get("teachers", {})
+    rows = []
+    for t in summary["teachers"]:
+        v, tr = val.get(t["id"], {}), train.get(t["id"], {})
+        cos = f"{v['cos']:.4f}" if "cos" in v else "n/a"
+        mse = f"{v['mse']:.4f}" if "mse" in v else "n/a"
+        tcos = f"{tr['cos']:.4f}" if "cos" in tr else "n/a"
+        rows.append(f"| {t['name']} | `{t['id']}` | {t['grid'][0]}x{t['grid'][1]}x{t['dim']} | {cos} | {mse} | {tcos} |")
+    return rows
+
+
+def card(summary: dict) -> str:
+    """CARD.md: how the student was made and how well it fits each teacher."""
+    lines = [
+        f"# Theia student: {summary['student']} distilled from {len(summary['teachers'])} teachers", "",
+        "Command:", "", "```", summary.get("command") or "(library call)", "```", "",
+        f"- data: {summary['data']} ({summary['train_images']} training / {summary['val_images']} held-out images)",
+        f"- student: {summary['student']} at {summary['image_size']} px, {summary['params_m']} M backbone parameters",
+        f"- steps: {summary['steps']} at global batch {summary['batch_size']} (lr {summary['lr']:.3g}), "
+        f"{summary['world_size']} process(es) on {summary['device']}",
+        f"- targets: {summary['targets']}; wall time {summary['wall_s']} s (timings {summary['timings_s']})", "",
+        "Fit per teacher (standardised targets; cosine = mean per-image cosine of the whole map):", "",
+        "| teacher | id | grid x width | held-out cosine | held-out MSE | last train cosine |",
+        "|---|---|---|---|---|---|", *fit_rows(summary), "",
+        "Load: `create_encoder(\"theia\", weights=PATH)` with this directory or its run directory.", ""]
+    return "\n".join(lines)

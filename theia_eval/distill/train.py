@@ -1,0 +1,459 @@
+"""The distillation run: data, teachers, targets (cached or online), student, training loop, export.
+
+One process or many (torchrun: DDP, NCCL on GPUs, gloo on CPUs). Rank 0 writes logs, checkpoints and
+the export; every rank sees its slice of each global batch (see data.StepSampler).
+Run directory:
+  config.yaml  metrics.jsonl (train every log_every steps, validation every val_every)  checkpoints/last.pt
+  stats/ (online mode)  tb/ (TensorBoard, optional)  export/ (official Theia layout + CARD.md)  summary.json
+"""
+from __future__ import annotations
+
+import json
+import math
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from theia_eval.distill.cache import CachedTargets, cache_root, extract_targets, round_targets, storage_dtype, teacher_caches
+from theia_eval.distill.checkpoint import check_resumable, load_checkpoint, save_checkpoint
+from theia_eval.distill.data import SourceDataset, StepSampler, collate_items, source_loader, split_indices
+from theia_eval.distill.distributed import DistEnv, init_distributed
+from theia_eval.distill.loss import LossWeights, distill_loss, image_cosine
+from theia_eval.distill.optim import build_optimizer, build_scheduler, scaled_lr
+from theia_eval.distill.sources import open_source
+from theia_eval.distill.stats import RunningStats, Standardizer, check_finite, load_stats, save_stats
+from theia_eval.distill.student import DistillModel, student_size
+from theia_eval.distill.teacher_sets import resolve_teachers
+from theia_eval.distill.teachers import Teacher, build_teachers
+from theia_eval.errors import InputError, TrainingError
+from theia_eval.io import atomic_write_json, atomic_write_text
+
+NEVER = 2**62  # "no non-finite loss seen" marker for the device-side first-bad-step record
+
+
+@dataclass
+class TrainSettings:
+    """The `train:` block of configs/distill.yaml."""
+
+    steps: int | None = None
+    epochs: float = 50.0
+    batch_size: int = 128
+    grad_accum: int = 1
+    base_lr: float = 2e-3
+    lr_base_batch: int = 512
+    warmup_ratio: float = 0.1
+    warmup_start_factor: float = 0.01
+    weight_decay: float = 0.01
+    betas: tuple[float, float] = (0.9, 0.999)
+    translator_lr_factor: float = 1.0
+    cos_weight: float = 0.9
+    l1_weight: float = 0.1
+    amp: str = "auto"
+    compile: bool = False
+    channels_last: bool = True
+    num_workers: int = 4
+    log_every: int = 10
+    val_every: int = 500
+    ckpt_every: int = 500
+    tensorboard: bool = False
+    progress: bool = True
+    min_std: float = 1e-4
+    extra: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_config(cls, cfg: DictConfig) -> "TrainSettings":
+        data = OmegaConf.to_container(cfg, resolve=True)
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise InputError(f"unknown train settings {unknown}; valid keys: {sorted(known - {'extra'})}.")
+        data["betas"] = tuple(data.get("betas", (0.9, 0.999)))
+        return cls(**data)
+
+
+def amp_dtype(setting: str, device: torch.device) -> torch.dtype | None:
+    """Autocast dtype: auto -> bf16 on CUDA, off on CPU."""
+    table = {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+    if setting == "auto":
+        return torch.bfloat16 if device.type == "cuda" else None
+    if setting not in table:
+        raise InputError(f"unknown amp '{setting}'; use auto, bf16, fp16 or off.")
+    return table[setting]
+
+
+def teacher_dtype(setting: str, device: torch.device) -> str:
+    return ("bfloat16" if device.type == "cuda" else "float32") if setting == "auto" else setting
+
+
+class Distiller:
+    """Sets up and runs one distillation job from a composed `distill` config."""
+
+    def __init__(self, cfg: DictConfig, command: str = ""):
+        self.cfg, self.command = cfg, command
+        self.train_cfg = TrainSettings.from_config(cfg.train)
+        self.dist: DistEnv = init_distributed(cfg.device)
+        self.device = self.dist.device
+        self.amp = amp_dtype(self.train_cfg.amp, self.device)
+        self.size = student_size(cfg.student, cfg.image_size)
+        self.run_dir = Path(cfg.run_dir).expanduser()
+        self.t_start = time.perf_counter()
+        self.timings: dict[str, float] = {}
+
+    # --- setup ---------------------------------------------------------------------------------
+    def setup(self) -> None:
+        torch.manual_seed(int(self.cfg.seed))
+        if self.device.type == "cuda":
+            torch.backends.cuda.matmul.allow_tf32 = True
+            torch.backends.cudnn.allow_tf32 = True
+        self.source = open_source(OmegaConf.to_object(self.cfg.data) if OmegaConf.is_config(self.cfg.data)
+                                  else self.cfg.data, self.size.image_size, bool(self.cfg.allow_upsample))
+        self.source.load(0)  # fail early on undecodable or too-small images
+        specs = resolve_teachers(self.cfg.teachers, self.cfg.get("teacher_weights") or {})
+        self.teachers = build_teachers(specs, self.device, teacher_dtype(self.cfg.teacher_dtype, self.device))
+        self.check_extras()
+        self.train_idx, self.val_idx = split_indices(self.source.keys, float(self.cfg.val_fraction))
+        self.store_dtype = storage_dtype(self.cfg.cache_dtype)
+        t0 = time.perf_counter()
+        self.cached = self.setup_cached() if self.cfg.targets == "cached" else None
+        if self.cfg.targets not in ("cached", "online"):
+            raise InputError(f"targets={self.cfg.targets!r}: use cached (extract once, then train) or online.")
+        self.stats = self.cached.stats() if self.cached else self.online_stats()
+        self.timings["targets_s"] = time.perf_counter() - t0
+        self.standardize = [Standardizer(s, self.train_cfg.min_std).to(self.device) for s in self.stats]
+        self.setup_model()
+
+    def check_extras(self) -> None:
+        for t in self.teachers:
+            missing = [r for r in t.requires if r not in self.source.extras]
+            if missing:
+                raise InputError(f"teacher '{t.name}' needs {missing} stored with every image, but {self.source.describe()} "
+                                 f"has {list(self.source.extras) or 'no extra channels'}. Use a frame set rendered by "
+                                 "`theia-eval frames` (data=frames:SUITE), or drop the teacher.")
+
+    def setup_cached(self) -> CachedTargets:
+        """Extract missing shards (split across ranks), then open the caches for reading; teachers are freed."""
+        root = cache_root(self.cfg.cache_dir, self.source.fingerprint())
+        caches = teacher_caches(root, self.teachers, self.source, self.cfg.cache_dtype, int(self.cfg.shard_size))
+        self.extract_report = extract_targets(
+            caches, self.source, self.device, int(self.cfg.extract_batch), self.train_cfg.num_workers,
+            self.dist.rank, self.dist.world, self.train_cfg.progress, self.dist.barrier)
+        self.teacher_info = [t.describe() for t in self.teachers]
+        for c in caches:  # keep the Teacher facts, drop the networks (GPU memory)
+            c.teacher = TeacherFacts(c.teacher)
+        self.teachers = [c.teacher for c in caches]
+        return CachedTargets(caches, self.source.keys)
+
+    def online_stats(self) -> list[RunningStats]:
+        """Stats from stats=DIR, from this run's stats/ (resume), or one pass over the training images."""
+        self.teacher_info = [t.describe() for t in self.teachers]
+        if self.cfg.stats:
+            return [load_stats(self.cfg.stats, t.id, t.dim) for t in self.teachers]
+        own = self.run_dir / "stats"
+        if self.cfg.resume and (own / ".complete").is_file():
+            return [load_stats(own, t.id, t.dim) for t in self.teachers]
+        mine = self.train_idx[self.dist.rank::self.dist.world].tolist()
+        parts = [RunningStats.empty(t.dim) for t in self.teachers]
+        for batch in source_loader(self.source, mine, int(self.cfg.extract_batch), self.train_cfg.num_workers):
+            batch = batch.to(self.device)
+            for t, s in zip(self.teachers, parts):
+                s.update(round_targets(t(batch), self.store_dtype))
+        gathered = self.dist.all_gather_object(parts)
+        stats = []
+        for i, t in enumerate(self.teachers):
+            total = RunningStats.empty(t.dim)
+            for rank_parts in gathered:
+                total.merge(rank_parts[i])
+            check_finite(total, f"the stats pass of teacher '{t.id}'")
+            stats.append(total)
+        if self.dist.is_main:
+            for t, s in zip(self.teachers, stats):
+                save_stats(self.run_dir / "stats", t.id, s, {"images": len(self.train_idx)})
+            atomic_write_text(self.run_dir / "stats" / ".complete", "ok\n")
+        return stats
+
+    def setup_model(self) -> None:
+        tc = self.train_cfg
+        targets = {t.id: (t.dim, *t.grid) for t in self.teachers}
+        self.model = DistillModel(self.size, targets, self.cfg.translator, float(self.cfg.translator_hidden_factor))
+        self.model.to(self.device)
+        if tc.channels_last and self.device.type == "cuda":
+            self.model.to(memory_format=torch.channels_last)
+        per_epoch = math.ceil(len(self.train_idx) / tc.batch_size)
+        self.total_steps = int(tc.steps) if tc.steps else max(1, int(round(tc.epochs * per_epoch)))
+        self.lr = scaled_lr(tc.base_lr, tc.batch_size, tc.lr_base_batch)
+        self.optimizer = build_optimizer(self.model, self.lr, tc.weight_decay, tc.betas, tc.translator_lr_factor)
+        self.scheduler = build_scheduler(self.optimizer, self.total_steps, tc.warmup_ratio, tc.warmup_start_factor)
+        self.start_step = self.maybe_resume()
+        self.train_model = self.model
+        if self.dist.active:
+            from torch.nn.parallel import DistributedDataParallel as DDP
+
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.train_model = DDP(self.model, device_ids=ids, broadcast_buffers=False)
+        if tc.compile:
+            self.train_model = torch.compile(self.train_model)
+
+    def run_meta(self) -> dict:
+        return {"student": self.cfg.student, "image_size": self.size.image_size,
+                "teachers": [[t.id, list(t.grid), t.dim] for t in self.teachers], "translator": self.cfg.translator,
+                "batch_size": self.train_cfg.batch_size, "steps": self.total_steps,
+                "data_fingerprint": self.source.fingerprint(), "seed": int(self.cfg.seed), "targets": self.cfg.targets}
+
+    def maybe_resume(self) -> int:
+        ckpt = load_checkpoint(self.run_dir / "checkpoints") if self.cfg.resume else None
+        if ckpt is None:
+            return 0
+        check_resumable(ckpt["meta"], self.run_meta(), self.run_dir / "checkpoints")
+        self.model.load_state_dict(ckpt["model"])
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.scheduler.load_state_dict(ckpt["scheduler"])
+        self.images_seen = int(ckpt.get("images_seen", 0))
+        return int(ckpt["step"])
+
+    # --- the loop ------------------------------------------------------------------------------
+    def loader(self, start: int) -> torch.utils.data.DataLoader:
+        tc = self.train_cfg
+        sampler = StepSampler(self.train_idx, tc.batch_size, int(self.cfg.seed), start, self.total_steps,
+                              self.dist.rank, self.dist.world, tc.grad_accum)
+        self.sampler = sampler
+        workers = tc.num_workers
+        return torch.utils.data.DataLoader(
+            SourceDataset(self.source, self.cached), batch_sampler=sampler, collate_fn=collate_items,
+            num_workers=workers, pin_memory=self.device.type == "cuda", persistent_workers=workers > 0,
+            prefetch_factor=4 if workers > 0 else None)
+
+    def targets_for(self, batch, cached: list[torch.Tensor] | None) -> dict[str, torch.Tensor]:
+        """Standardised float32 targets {teacher id: (B, h, w, C)} on the device."""
+        if cached is not None:
+            raw = [c.to(self.device, non_blocking=True) for c in cached]
+        else:
+            raw = [round_targets(t(batch), self.store_dtype) for t in self.teachers]
+        return {t.id: std(r) for t, std, r in zip(self.teachers, self.standardize, raw)}
+
+    def autocast(self):
+        if self.amp is None:
+            return nullcontext()
+        return torch.autocast(self.device.type, dtype=self.amp)
+
+    def micro_step(self, batch, cached, sync: bool, accum: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Forward + backward of one micro-batch; returns (loss, per-teacher [loss, cos, l1, mse]) detached."""
+        batch = batch.to(self.device)
+        targets = self.targets_for(batch, cached)
+        ctx = nullcontext() if sync or not self.dist.active else self.train_model.no_sync()
+        with ctx:
+            with self.autocast():
+                preds = self.train_model(batch.images)
+            loss, terms = distill_loss(preds, targets, self.weights)
+            (loss / accum).backward()
+        rows = torch.stack([torch.stack([v["loss"], v["cos"], v["smooth_l1"], v["mse"]]) for v in terms.values()])
+        return loss.detach(), rows.detach()
+
+    def train(self) -> dict:
+        tc = self.train_cfg
+        self.weights = LossWeights(tc.cos_weight, tc.l1_weight)
+        self.images_seen = getattr(self, "images_seen", 0)
+        self.logger = RunLogger(self.run_dir, self.dist.is_main, tc.tensorboard)
+        if self.dist.is_main:
+            atomic_write_text(self.run_dir / "config.yaml", OmegaConf.to_yaml(self.cfg, resolve=True))
+        bar = progress(self.total_steps, self.start_step, tc.progress and self.dist.is_main)
+        acc = torch.zeros(len(self.teachers), 4, device=self.device)
+        acc_loss = torch.zeros((), device=self.device)
+        bad_step = torch.full((), NEVER, dtype=torch.int64, device=self.device)
+        n_acc, t_log = 0, time.perf_counter()
+        self.model.train()
+        it = iter(self.loader(self.start_step))
+        t_loop = time.perf_counter()
+        for step in range(self.start_step, self.total_steps):
+            for m in range(tc.grad_accum):
+                batch, cached = next(it)
+                loss, rows = self.micro_step(batch, cached, m == tc.grad_accum - 1, tc.grad_accum)
+                acc += rows / tc.grad_accum
+                acc_loss += loss / tc.grad_accum
+                bad_step = torch.where(torch.isfinite(loss), bad_step, torch.clamp(bad_step, max=step))
+            self.optimizer.step()
+            self.scheduler.step()
+            self.optimizer.zero_grad(set_to_none=True)
+            n_acc += 1
+            self.images_seen += tc.batch_size
+            done = step + 1
+            last = done == self.total_steps
+            if done % tc.log_every == 0 or last or done % tc.ckpt_every == 0 or done % tc.val_every == 0:
+                self.check_finite_loss(bad_step)
+                rate = n_acc * tc.batch_size / (time.perf_counter() - t_log)
+                self.log_train(done, acc_loss / n_acc, acc / n_acc, rate, bar)
+                acc.zero_()
+                acc_loss.zero_()
+                n_acc, t_log = 0, time.perf_counter()
+            if done % tc.val_every == 0 or last:
+                self.logger.write({"step": done, "val": self.validate()})
+            if done % tc.ckpt_every == 0 or last:
+                self.save(done)
+            bar.update(1)
+        bar.close()
+        self.timings["train_s"] = time.perf_counter() - t_loop
+        if self.start_step >= self.total_steps:  # already finished: re-validate for the summary and export
+            self.validate()
+        return self.finish()
+
+    def check_finite_loss(self, bad_step: torch.Tensor) -> None:
+        """Stop on a NaN/inf loss, naming the first step (and epoch) where it happened on any rank."""
+        first = int(self.dist.all_reduce(bad_step.clone(), "min"))
+        if first != NEVER:
+            epoch = self.sampler.epoch_of(first)
+            raise TrainingError(
+                f"the loss became NaN/inf at step {first + 1} of {self.total_steps} (epoch {epoch:.2f}); training "
+                f"stopped. The last good checkpoint is {self.run_dir / 'checkpoints' / 'last.pt'} (if any). Lower "
+                f"the learning rate (train.base_lr={self.train_cfg.base_lr}), check the teachers' targets for "
+                "extreme values, or use amp=off.")
+
+    def log_train(self, step: int, loss: torch.Tensor, rows: torch.Tensor, rate: float, bar) -> None:
+        rows = self.dist.all_reduce(rows.clone()) / self.dist.world
+        loss = float(self.dist.all_reduce(loss.clone())) / self.dist.world
+        teachers = {t.id: dict(zip(("loss", "cos", "smooth_l1", "mse"), map(float, r))) for t, r in zip(self.teachers, rows)}
+        record = {"step": step, "epoch": round(self.sampler.epoch_of(step), 4), "lr": self.scheduler.get_last_lr()[0],
+                  "loss": loss, "images_per_s": rate, "teachers": teachers}
+        self.last_train = record
+        self.logger.write(record)
+        bar.set_postfix(loss=f"{loss:.4f}", img_s=f"{rate:.0f}")
+
+    @torch.no_grad()
+    def validate(self) -> dict:
+        """Per-teacher mean per-image cosine and MSE on the held-out images (standardised targets)."""
+        if len(self.val_idx) == 0:
+            return {}
+        self.model.eval()
+        sums = torch.zeros(len(self.teachers), 4, dtype=torch.float64, device=self.device)
+        mine = self.val_idx[self.dist.rank::self.dist.world].tolist()
+        batch_size = max(1, self.train_cfg.batch_size // (self.dist.world * self.train_cfg.grad_accum))
+        dataset = SourceDataset(self.source, self.cached)
+        for start in range(0, len(mine), batch_size):
+            batch, cached = collate_items([dataset[i] for i in mine[start:start + batch_size]])
+            batch = batch.to(self.device)
+            targets = self.targets_for(batch, cached)
+            with self.autocast():
+                preds = self.model(batch.images)
+            for i, t in enumerate(self.teachers):
+                p, y = preds[t.id].float(), targets[t.id].reshape(preds[t.id].shape)
+                sums[i, 0] += image_cosine(p, y).sum().double()
+                sums[i, 1] += ((p - y) ** 2).sum().double()
+                sums[i, 2] += len(batch)
+                sums[i, 3] += p.numel()
+        self.dist.all_reduce(sums)
+        self.model.train()
+        self.last_val = {t.id: {"cos": float(s[0] / s[2]), "mse": float(s[1] / s[3]), "images": int(s[2])}
+                         for t, s in zip(self.teachers, sums)}
+        return self.last_val
+
+    def save(self, step: int) -> None:
+        if self.dist.is_main:
+            save_checkpoint(self.run_dir / "checkpoints", {
+                "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(), "step": step, "images_seen": self.images_seen,
+                "meta": self.run_meta()})
+        self.dist.barrier()
+
+    # --- the end -------------------------------------------------------------------------------
+    def summary(self) -> dict:
+        wall = time.perf_counter() - self.t_start
+        out = {"command": self.command, "run_dir": str(self.run_dir), "student": self.cfg.student,
+               "image_size": self.size.image_size, "params_m": round(sum(p.numel() for p in self.model.backbone.parameters()) / 1e6, 3),
+               "teachers": self.teacher_info, "targets": self.cfg.targets, "data": self.source.describe(),
+               "images": len(self.source), "train_images": len(self.train_idx), "val_images": len(self.val_idx),
+               "steps": self.total_steps, "resumed_from": self.start_step, "batch_size": self.train_cfg.batch_size,
+               "lr": self.lr, "world_size": self.dist.world, "device": str(self.device),
+               "wall_s": round(wall, 1), "timings_s": {k: round(v, 2) for k, v in self.timings.items()},
+               "train": getattr(self, "last_train", None), "val": getattr(self, "last_val", None)}
+        if getattr(self, "extract_report", None):
+            out["cache"] = self.extract_report
+        return out
+
+    def finish(self) -> dict:
+        from theia_eval.distill.export import export_run
+
+        summary = self.summary()
+        if self.dist.is_main:
+            if self.cfg.export:
+                summary["export"] = str(export_run(self.model, self.run_dir / "export", summary,
+                                                   {t.id: s for t, s in zip(self.teachers, self.stats)}))
+            atomic_write_json(self.run_dir / "summary.json", summary)
+        self.logger.close()
+        self.dist.barrier()
+        return summary
+
+    def close(self) -> None:
+        self.dist.close()
+
+
+class TeacherFacts:
+    """What training needs of a teacher once its targets are cached (id, grid, width), without the network."""
+
+    def __init__(self, teacher: Teacher):
+        self.spec, self.id, self.grid, self.dim, self.requires = (teacher.spec, teacher.id, teacher.grid, teacher.dim,
+                                                                  teacher.requires)
+        self.name = teacher.name
+        self._describe = teacher.describe()
+
+    def describe(self) -> dict:
+        return dict(self._describe)
+
+
+class RunLogger:
+    """metrics.jsonl (+ TensorBoard scalars) on rank 0."""
+
+    def __init__(self, run_dir: Path, enabled: bool, tensorboard: bool):
+        self.enabled = enabled
+        self.path = run_dir / "metrics.jsonl"
+        self.tb = None
+        if enabled:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            if tensorboard:
+                from torch.utils.tensorboard import SummaryWriter
+
+                self.tb = SummaryWriter(str(run_dir / "tb"))
+
+    def write(self, record: dict) -> None:
+        if not self.enabled or not record:
+            return
+        with open(self.path, "a") as f:
+            f.write(json.dumps(record) + "\n")
+        if self.tb is not None:
+            for tag, value in flatten(record):
+                self.tb.add_scalar(tag, value, record["step"])
+
+    def close(self) -> None:
+        if self.tb is not None:
+            self.tb.close()
+
+
+def flatten(record: dict, prefix: str = "") -> list[tuple[str, float]]:
+    out = []
+    for k, v in record.items():
+        if k == "step":
+            continue
+        if isinstance(v, dict):
+            out += flatten(v, f"{prefix}{k}/")
+        elif isinstance(v, (int, float)):
+            out.append((f"{prefix}{k}", float(v)))
+    return out
+
+
+def progress(total: int, initial: int, enabled: bool):
+    from tqdm import tqdm
+
+    return tqdm(total=total, initial=initial, desc="distill", disable=not enabled, dynamic_ncols=True)
+
+
+def run_distillation(cfg: DictConfig, command: str = "") -> dict:
+    """Set up and run a distillation job; returns its summary (also written to run_dir/summary.json)."""
+    job = Distiller(cfg, command)
+    try:
+        job.setup()
+        return job.train()
+    finally:
+        job.close()
+
+

@@ -1,0 +1,124 @@
+"""CLI verbs `theia-eval tasks` and `theia-eval demos` (key=value words go to the Hydra config)."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from theia_eval.config import compose, config_dir, split_args
+from theia_eval.errors import InputError
+
+
+def _parser(verb: str, description: str) -> argparse.ArgumentParser:
+    keys = (config_dir() / f"{verb}.yaml").read_text()
+    return argparse.ArgumentParser(
+        prog=f"theia-eval {verb}", description=description,
+        epilog=f"config keys (override with key=value):\n{keys}",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+
+
+def _parse(parser: argparse.ArgumentParser, argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
+    overrides, rest = split_args(argv)
+    return parser.parse_args(rest), overrides
+
+
+# ------------------------------------------------------------------------------------------ tasks
+def tasks(argv: list[str]) -> int:
+    """List suites and tasks."""
+    from theia_eval.envs.tasks import get_suite, get_task, list_suites, list_tasks
+
+    parser = _parser("tasks", "List the registered suites and tasks.")
+    _, overrides = _parse(parser, argv)
+    cfg = compose("tasks", overrides)
+    if cfg.suite is not None:
+        suite = get_suite(cfg.suite)
+        print(f"{suite.name}: {suite.description} (demos/task {suite.demos_per_task}, "
+              f"eval episodes {suite.eval_episodes})")
+        for name in suite.tasks:
+            print("  " + _task_line(get_task(name)))
+        return 0
+    print("suites:")
+    for name in list_suites():
+        suite = get_suite(name)
+        shown = ", ".join(suite.tasks) if len(suite.tasks) <= 8 else f"{len(suite.tasks)} tasks"
+        print(f"  {name}: {shown}")
+    print(f"tasks matching '{cfg.pattern}':")
+    for name in list_tasks(cfg.pattern):
+        print("  " + _task_line(get_task(name)))
+    return 0
+
+
+def _task_line(t) -> str:
+    expert = "expert" if t.make_expert is not None else "no expert"
+    return (f"{t.name:40s} camera {t.camera}, horizon {t.horizon}, action {t.action_dim}, "
+            f"proprio {t.proprio_dim}, {expert}")
+
+
+# ------------------------------------------------------------------------------------------ demos
+def demos(argv: list[str]) -> int:
+    """Collect expert demos, summarize a demo file, or import a CortexBench pickle."""
+    parser = _parser("demos", "Collect scripted-expert demonstrations (robomimic HDF5, one file "
+                              "per task), summarize files (--info) or import CortexBench pickles.")
+    parser.add_argument("--info", nargs="+", metavar="PATH", help="summarize demo file(s) and exit")
+    parser.add_argument("--check", action="store_true", help="with --info: read every frame too")
+    parser.add_argument("--import", dest="import_pickle", metavar="PICKLE",
+                        help="import a CortexBench pickle (needs task=... and out=PATH)")
+    args, overrides = _parse(parser, argv)
+    if args.info:
+        return _info(args.info, args.check)
+    cfg = compose("demos", overrides)
+    if args.import_pickle:
+        return _import(args.import_pickle, cfg)
+    return _collect(cfg)
+
+
+def _info(paths: list[str], check: bool) -> int:
+    from theia_eval.envs.dataset import dataset_info, format_info, verify_frames
+
+    for path in paths:
+        print(format_info(dataset_info(path)))
+        if check:
+            print(f"  check: read {verify_frames(path)} frames, all readable")
+    return 0
+
+
+def demo_config(cfg):
+    """DemoConfig from the composed `demos` config."""
+    from theia_eval.envs.dataset import Storage
+    from theia_eval.envs.demos import DemoConfig
+    from theia_eval.envs.renderer import RenderSpec
+
+    crop = None if cfg.crop is None else int(cfg.crop)
+    return DemoConfig(num_demos=int(cfg.num_demos), base_seed=int(cfg.seed),
+                      post_success_steps=cfg.post_success_steps, horizon=cfg.horizon,
+                      max_failures=cfg.max_failures, workers=int(cfg.workers),
+                      render=RenderSpec(str(cfg.preset), int(cfg.resolution), crop),
+                      camera=cfg.camera, storage=Storage(cfg.compression, cfg.compression_level),
+                      valid_fraction=float(cfg.valid_fraction), progress=bool(cfg.progress))
+
+
+def _collect(cfg) -> int:
+    from theia_eval.envs.demos import collect
+    from theia_eval.envs.tasks import resolve_tasks
+
+    specs = resolve_tasks(cfg.suite, cfg.task)
+    reports = collect(specs, cfg.out_dir, demo_config(cfg))
+    for r in reports:
+        size = r.path.stat().st_size / 2**20
+        print(f"{r.task}: {r.demos} demos ({r.new_demos} new, {len(r.failed_seeds)} failed seeds) "
+              f"-> {r.path} ({size:.1f} MB, {r.seconds:.1f} s)")
+    return 0
+
+
+def _import(pickle_path: str, cfg) -> int:
+    from theia_eval.envs.dataset import Storage
+    from theia_eval.envs.importers import import_cortexbench_pickle
+
+    if cfg.task is None or cfg.out is None:
+        raise InputError("--import needs task=<family>/<task> and out=PATH.hdf5")
+    out = import_cortexbench_pickle(pickle_path, cfg.task, Path(cfg.out), camera=cfg.camera,
+                                    proprio_key=cfg.proprio_key,
+                                    storage=Storage(cfg.compression, cfg.compression_level),
+                                    valid_fraction=float(cfg.valid_fraction))
+    print(f"imported {pickle_path} -> {out}", file=sys.stdout)
+    return 0
