@@ -98,3 +98,10 @@ def test_as_uint8_batch_keeps_values():
 def test_config_known_without_forward():
     cfg = get_encoder_config("pixels")
     assert cfg.grid == (16, 16) and cfg.token_dim == 48 and cfg.summary_dim == 768
+
+
+def test_blind_control_sees_nothing(images):
+    enc = create_encoder("blind")
+    a, b = enc(images), enc(255 - images)
+    assert a.tokens.shape == (3, 1, 1, 1) and a.summary.shape == (3, 1)
+    assert torch.equal(a.summary, b.summary) and float(a.summary.abs().sum()) == 0.0

@@ -14,6 +14,8 @@ from theia_eval.errors import TheiaEvalError, unknown_name
 VERBS: dict[str, tuple[str, str]] = {
     "encoders": ("theia_eval.encoders.commands:run", "list the encoder registry, or encode an image with one"),
     "quickstart": ("theia_eval.quickstart:run", "the small built-in end-to-end job (README's main command)"),
+    "distill": ("theia_eval.distill.commands:distill", "distill a Theia student from a teacher set (cached/online, DDP)"),
+    "frames": ("theia_eval.distill.commands:frames", "render a simulator frame set (RGB + depth + segmentation)"),
     "tasks": ("theia_eval.envs.commands:tasks", "list the simulated suites and tasks"),
     "demos": ("theia_eval.envs.commands:demos", "collect expert demos (HDF5), summarize or import demo files"),
 }

@@ -1,4 +1,4 @@
-"""Teacher sets: named lists of teachers in configs/teachers/<set>.yaml, or any list of names.
+"""Teacher sets: named lists of teachers in configs/teacher_sets/<set>.yaml, or any list of names.
 
 `teachers=` accepts a set name (cdiv, cddsv, offline, ...), one teacher name, or a list whose items are
 set names, teacher names, or mappings {name, weights, id, kwargs}.
@@ -19,7 +19,7 @@ SPEC_KEYS = {"name", "weights", "id", "kwargs"}
 def sets_dir() -> Path:
     from theia_eval.config import config_dir
 
-    return config_dir() / "teachers"
+    return config_dir() / "teacher_sets"
 
 
 def list_teacher_sets() -> list[str]:

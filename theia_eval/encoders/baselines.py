@@ -1,4 +1,4 @@
-"""Offline baselines that need no weights: `pixels` (the downsampled image itself as tokens)."""
+"""Offline baselines that need no weights: `pixels` (the downsampled image as tokens) and `blind` (no image)."""
 from __future__ import annotations
 
 import torch
@@ -36,3 +36,28 @@ def build_pixels(config: EncoderConfig, weights=None, device="cpu", dtype="float
     if weights not in (None, "random") and not str(weights).startswith("random"):
         raise InputError(f"encoder 'pixels' has no weights; got weights={weights!r}. Leave weights unset.")
     return PixelsEncoder(config, device=device, dtype=dtype, weights_id="none", **kwargs).finalize()
+
+
+BLIND = EncoderConfig(
+    name="blind", family="baseline", architecture="constant zero features (sees no image)",
+    params_m=0.0, gflops=0.0, input_size=16, grid=(1, 1), token_dim=1, summary_dim=1, summary="pooled",
+    preprocess=Preprocess(resize=None, crop=None), source="none (no weights)", license="n/a", offline=True,
+    min_size=1,
+    notes="The proprio-only control: every image maps to a single zero token and a zero summary, so a policy "
+          "trained on it can only use proprioception. Tasks that need vision should score clearly lower.",
+)
+
+
+class BlindEncoder(FrozenEncoder):
+    def preprocess(self, images: torch.Tensor) -> torch.Tensor:
+        return images.new_zeros((images.shape[0], 1, 1, 1), dtype=torch.float32)
+
+    def forward_features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return x.view(-1, 1, 1, 1), x.view(-1, 1)
+
+
+@register_encoder(BLIND)
+def build_blind(config: EncoderConfig, weights=None, device="cpu", dtype="float32", **kwargs) -> FrozenEncoder:
+    if weights is not None:
+        raise InputError(f"encoder 'blind' has no weights; got weights={weights!r}. Leave weights unset.")
+    return BlindEncoder(config, device=device, dtype=dtype, weights_id="none", **kwargs).finalize()

@@ -213,13 +213,17 @@ def build_policy(config: BCConfig, shapes: PolicyShapes, data: WindowDataset | N
     return BCPolicy(head, *stats)
 
 
-def check_compatible(policy: BCPolicy, data: WindowDataset, config: BCConfig) -> None:
-    """Raise InputError when the data's kind, dims, history or fusion differ from what the head expects."""
-    s, d = policy.shapes, data.shapes()
+def _check_kind(config: BCConfig, data: WindowDataset) -> None:
     want = head_input_kind(config.head)
     if data.kind != want:
         raise InputError(f"head '{config.head}' reads {want} but the data holds {data.kind}; "
                          f"build the cache with kind='{want}'.")
+
+
+def check_compatible(policy: BCPolicy, data: WindowDataset, config: BCConfig) -> None:
+    """Raise InputError when the data's kind, dims, history or fusion differ from what the head expects."""
+    _check_kind(config, data)
+    s, d = policy.shapes, data.shapes()
     pairs = {"action_dim": (s.action_dim, d.action_dim), "proprio_dim": (s.proprio_dim, d.proprio_dim),
              "history": (s.history, data.history), "fusion": (s.fusion, data.fusion)}
     if data.kind == "tokens":
@@ -318,6 +322,7 @@ def _check_config(config: BCConfig, data: WindowDataset) -> None:
         raise InputError(f"bad BCConfig: need best_mode max|min, epochs >= 1, batch_size >= 2, eval_every >= 1; "
                          f"got {config.best_mode}, {config.epochs}, {config.batch_size}, {config.eval_every}.")
     make_head_config(config.head, config.head_config)
+    _check_kind(config, data)
 
 
 def _restore(path: Path, config: BCConfig, policy: BCPolicy, opt: torch.optim.Optimizer,

@@ -1,0 +1,204 @@
+"""Embedding cache: reuse, invalidation, contents, corruption, streaming, demo sources."""
+import dataclasses
+import json
+
+import h5py
+import numpy as np
+import pytest
+
+from theia_eval.encoders import create_encoder, list_encoders
+from theia_eval.errors import InputError
+from theia_eval.policies.cache import (
+    ArrayDemoSource,
+    DemoSource,
+    EmbeddingCache,
+    HDF5DemoSource,
+    get_or_build_cache,
+)
+
+
+class Counting:
+    """Wraps an encoder, counting the images it encodes; can pose as another name/weights id."""
+
+    def __init__(self, enc, name=None, weights_id=None):
+        self.enc, self.dtype, self.batches = enc, enc.dtype, []
+        self.config = dataclasses.replace(enc.config, name=name) if name else enc.config
+        self.weights_id = enc.weights_id if weights_id is None else weights_id
+
+    def __call__(self, images):
+        self.batches.append(len(images))
+        return self.enc(images)
+
+
+def make_demos(seed=0, lengths=(5, 7, 4), size=32):
+    rng = np.random.default_rng(seed)
+    return {f"demo_{i}": {"rgb": rng.integers(0, 256, (n, size, size, 3), dtype=np.uint8),
+                          "actions": rng.standard_normal((n, 4)).astype(np.float32),
+                          "proprio": rng.standard_normal((n, 3)).astype(np.float32)}
+            for i, n in enumerate(lengths)}
+
+
+def write_robomimic(path, demos, masks=None, proprio=True):
+    """The layout the envs helper writes: data/demo_i/{obs/rgb, obs/proprio, actions}, mask/<split>."""
+    with h5py.File(path, "w") as f:
+        data = f.create_group("data")
+        data.attrs["env_args"] = json.dumps({"env_name": "test"})
+        data.attrs["total"] = sum(len(d["rgb"]) for d in demos.values())
+        for key, d in demos.items():
+            g = data.create_group(key)
+            g.attrs["num_samples"] = len(d["rgb"])
+            g.create_dataset("obs/rgb", data=d["rgb"], compression="gzip")
+            if proprio:
+                g.create_dataset("obs/proprio", data=d["proprio"])
+            g.create_dataset("actions", data=d["actions"])
+        for split, names in (masks or {}).items():
+            f.create_dataset(f"mask/{split}", data=np.array(names, dtype="S"))
+
+
+@pytest.fixture(scope="module")
+def pixels():
+    return create_encoder("pixels")
+
+
+@pytest.mark.parametrize("kind", ["tokens", "summary"])
+def test_second_build_reuses_and_contents_equal_a_fresh_encode(tmp_path, pixels, kind):
+    demos = make_demos()
+    enc = Counting(pixels)
+    cache = get_or_build_cache(enc, ArrayDemoSource(demos), tmp_path, kind, chunk_size=3, progress=False)
+    assert sum(enc.batches) == 16 and max(enc.batches) <= 3  # streamed in chunks of <= 3 frames
+    again = Counting(pixels)
+    reused = get_or_build_cache(again, ArrayDemoSource(make_demos()), tmp_path, kind, progress=False)
+    assert again.batches == [] and reused.path == cache.path
+    assert isinstance(reused.embeddings, np.memmap) and reused.embeddings.dtype == np.float16
+    fresh = np.concatenate([getattr(pixels(d["rgb"]), kind).numpy() for d in demos.values()])
+    np.testing.assert_allclose(reused.embeddings.astype(np.float32), fresh, rtol=1e-3, atol=1e-3)
+    np.testing.assert_array_equal(reused.actions, np.concatenate([d["actions"] for d in demos.values()]))
+    np.testing.assert_array_equal(reused.proprio[5:12], demos["demo_1"]["proprio"])
+    m = reused.manifest
+    assert (m["encoder"], m["weights_id"], m["kind"], m["dtype"]) == ("pixels", "none", kind, "float16")
+    assert m["demos"] == [{"key": "demo_0", "offset": 0, "length": 5}, {"key": "demo_1", "offset": 5, "length": 7},
+                          {"key": "demo_2", "offset": 12, "length": 4}]
+    assert tuple(m["shape"]) == ((16, 16, 16, 48) if kind == "tokens" else (16, 768))
+    assert reused.demo_rows("demo_2") == slice(12, 16) and (reused.action_dim, reused.proprio_dim) == (4, 3)
+    assert not [p for p in tmp_path.rglob("*") if ".tmp-" in p.name]  # temp folder renamed away
+
+
+def test_changing_encoder_name_weights_or_data_invalidates(tmp_path, pixels):
+    demos = make_demos()
+    base = get_or_build_cache(Counting(pixels), ArrayDemoSource(demos), tmp_path, "summary", progress=False)
+    for enc in (Counting(pixels, weights_id="random:1"), Counting(pixels, name="pixels-v2")):
+        cache = get_or_build_cache(enc, ArrayDemoSource(demos), tmp_path, "summary", progress=False)
+        assert sum(enc.batches) == 16 and cache.path != base.path
+    changed = make_demos()
+    changed["demo_1"]["rgb"][3, 0, 0, 0] ^= 1
+    enc = Counting(pixels)
+    cache = get_or_build_cache(enc, ArrayDemoSource(changed), tmp_path, "summary", progress=False)
+    assert sum(enc.batches) == 16 and cache.path != base.path
+    tokens = get_or_build_cache(Counting(pixels), ArrayDemoSource(demos), tmp_path, "tokens", progress=False)
+    assert tokens.path != base.path and tokens.kind == "tokens"
+
+
+def test_weights_file_replaced_in_place_invalidates(tmp_path, pixels):
+    weights = tmp_path / "w.pt"
+    weights.write_bytes(b"one")
+    key_path = lambda: get_or_build_cache(Counting(pixels, weights_id=str(weights)), ArrayDemoSource(make_demos()),
+                                          tmp_path / "c", "summary", progress=False).path
+    first = key_path()
+    weights.write_bytes(b"two!")
+    assert key_path() != first
+
+
+def test_truncated_or_corrupted_cache_is_detected_and_rebuilt(tmp_path, pixels):
+    demos = make_demos()
+    cache = get_or_build_cache(Counting(pixels), ArrayDemoSource(demos), tmp_path, "tokens", progress=False)
+    good = np.array(cache.embeddings)
+    path = cache.path
+    del cache
+    emb_file = path / "embeddings.npy"
+    emb_file.write_bytes(emb_file.read_bytes()[:-100])
+    with pytest.raises(InputError, match="unreadable or incomplete.*truncated"):
+        EmbeddingCache.open(path)
+    enc = Counting(pixels)
+    rebuilt = get_or_build_cache(enc, ArrayDemoSource(demos), tmp_path, "tokens", progress=False)
+    assert sum(enc.batches) == 16 and np.array_equal(np.array(rebuilt.embeddings), good)
+    (path / "manifest.json").write_text("{not json")
+    with pytest.raises(InputError, match="JSONDecodeError"):
+        EmbeddingCache.open(path)
+    enc = Counting(pixels)
+    get_or_build_cache(enc, ArrayDemoSource(demos), tmp_path, "tokens", progress=False)
+    assert sum(enc.batches) == 16
+    raw = bytearray(emb_file.read_bytes())  # same size, one flipped byte: only verify=True can tell
+    raw[-1] ^= 0xFF
+    emb_file.write_bytes(bytes(raw))
+    EmbeddingCache.open(path)
+    with pytest.raises(InputError, match="sha256"):
+        EmbeddingCache.open(path, verify=True)
+    enc = Counting(pixels)
+    get_or_build_cache(enc, ArrayDemoSource(demos), tmp_path, "tokens", progress=False, verify=True)
+    assert sum(enc.batches) == 16
+
+
+def test_hdf5_source_reads_the_robomimic_layout_and_splits(tmp_path, pixels):
+    demos = make_demos(lengths=(5, 7, 4, 3))
+    path = tmp_path / "demos.hdf5"
+    write_robomimic(path, demos, {"train": ["demo_0", "demo_2", "demo_3"], "valid": ["demo_1"]})
+    with HDF5DemoSource(path, split="train") as src:
+        assert isinstance(src, DemoSource) and src.demo_keys() == ["demo_0", "demo_2", "demo_3"]
+        assert src.num_frames("demo_2") == 4
+        np.testing.assert_array_equal(src.frames("demo_2", 1, 3), demos["demo_2"]["rgb"][1:3])
+        np.testing.assert_array_equal(src.proprio("demo_3"), demos["demo_3"]["proprio"])
+        enc = Counting(pixels)
+        cache = get_or_build_cache(enc, src, tmp_path / "c", "summary", progress=False)
+        assert sum(enc.batches) == 12 and cache.demo_keys == ["demo_0", "demo_2", "demo_3"]
+        train_fp = src.fingerprint()
+    with HDF5DemoSource(path, split="valid") as src:
+        assert src.fingerprint() != train_fp
+    with pytest.raises(InputError, match=r"no mask/test; available splits: \['train', 'valid'\]"):
+        HDF5DemoSource(path, split="test")
+    with HDF5DemoSource(path) as src:
+        assert src.demo_keys() == ["demo_0", "demo_1", "demo_2", "demo_3"]
+    demos["demo_0"]["actions"][0, 0] += 1.0  # a new file content (same shapes) invalidates the cache
+    write_robomimic(path, demos, {"train": ["demo_0", "demo_2", "demo_3"]})
+    with HDF5DemoSource(path, split="train") as src:
+        enc = Counting(pixels)
+        rebuilt = get_or_build_cache(enc, src, tmp_path / "c", "summary", progress=False)
+        assert sum(enc.batches) == 12 and rebuilt.path != cache.path and rebuilt.actions[0, 0] == demos["demo_0"]["actions"][0, 0]
+
+
+def test_hdf5_without_proprio_and_bad_files(tmp_path):
+    demos = make_demos(lengths=(3,))
+    path = tmp_path / "noprop.hdf5"
+    write_robomimic(path, demos, proprio=False)
+    with HDF5DemoSource(path) as src:
+        assert src.proprio("demo_0").shape == (3, 0)
+    with pytest.raises(InputError, match="does not exist"):
+        HDF5DemoSource(tmp_path / "missing.hdf5")
+    bad = tmp_path / "bad.hdf5"
+    demos["demo_0"]["rgb"] = demos["demo_0"]["rgb"].astype(np.float32)
+    write_robomimic(bad, demos)
+    with pytest.raises(InputError, match="must be uint8"):
+        HDF5DemoSource(bad)
+
+
+def test_bad_sources_raise_clear_errors(tmp_path, pixels):
+    with pytest.raises(InputError, match="no demos"):
+        get_or_build_cache(pixels, ArrayDemoSource({}), tmp_path, progress=False)
+    empty = make_demos(lengths=(3, 0))
+    with pytest.raises(InputError, match=r"demos \['demo_1'\] have 0 frames"):
+        get_or_build_cache(pixels, ArrayDemoSource(empty), tmp_path, progress=False)
+    short = make_demos(lengths=(3,))
+    short["demo_0"]["actions"] = short["demo_0"]["actions"][:2]
+    with pytest.raises(InputError, match=r"demo 'demo_0' has 3 frames but actions \(2, 4\)"):
+        get_or_build_cache(pixels, ArrayDemoSource(short), tmp_path, progress=False)
+    with pytest.raises(InputError, match="cache kind"):
+        get_or_build_cache(pixels, ArrayDemoSource(make_demos()), tmp_path, "cls", progress=False)
+    assert not [p for p in tmp_path.rglob("*") if p.is_dir() and ".tmp-" in p.name]
+
+
+@pytest.mark.skipif("random-vit-nano" not in list_encoders(), reason="random-vit-nano not registered yet")
+def test_cache_with_a_tiny_vit(tmp_path):
+    enc = create_encoder("random-vit-nano")
+    demos = make_demos(lengths=(2, 3))
+    cache = get_or_build_cache(enc, ArrayDemoSource(demos), tmp_path, "tokens", progress=False)
+    fresh = np.concatenate([enc(d["rgb"]).tokens.float().numpy() for d in demos.values()])
+    np.testing.assert_allclose(cache.embeddings.astype(np.float32), fresh, rtol=2e-3, atol=2e-3)

@@ -1,0 +1,198 @@
+"""`theia-eval frames`: render simulator frame sets (RGB + exact depth + segmentation) for distillation.
+
+Episodes cycle over the suite's tasks. Each episode is driven either by the task's scripted expert
+(plus Gaussian action noise) or by smoothed uniform random actions (a_t = 0.8 a_{t-1} + 0.2 u_t),
+chosen per episode with probability expert_fraction; every frame_stride steps the state is rendered
+from every camera, with the RGB renderer of the envs package (same preset, upright cameras) and a
+second MuJoCo renderer in depth and segmentation modes. Keys: <task>/ep<NNNNN>/t<TTT>/<camera>.
+Everything is seeded: the same settings render the same frames.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from theia_eval.distill.framesets import SEGMENTATION_CLASSES, FrameSetWriter
+from theia_eval.distill.sources import frameset_dir
+from theia_eval.errors import InputError
+
+BACKGROUND, STATIC, ROBOT, OBJECT = range(len(SEGMENTATION_CLASSES))
+
+
+@dataclass
+class FrameSettings:
+    """The frames config (configs/frames.yaml)."""
+
+    suite: str = "metaworld"
+    tasks: list[str] | None = None
+    num_frames: int = 2000
+    cameras: list[str] = field(default_factory=lambda: ["top_cap2", "corner", "corner3", "topview"])
+    resolution: int = 224
+    preset: str = "fast"
+    expert_fraction: float = 0.6
+    action_noise: float = 0.1
+    frame_stride: int = 8
+    frames_per_episode: int = 8
+    shard_size: int = 512
+    seed: int = 0
+    out: str | None = None
+
+    def out_dir(self) -> Path:
+        return Path(self.out).expanduser() if self.out else frameset_dir(self.suite)
+
+
+# --- segmentation classes from the model's kinematic tree -----------------------------------------
+def body_classes(model) -> np.ndarray:
+    """Class of every body: robot (tree holding an actuated joint), static (welded to world), object."""
+    joint_actuated = model.actuator_trntype == 0  # mjTRN_JOINT
+    joints = model.actuator_trnid[joint_actuated, 0]
+    robot_roots = set(model.body_rootid[model.jnt_bodyid[joints]].tolist())
+    classes = np.full(model.nbody, OBJECT, dtype=np.uint8)
+    classes[model.body_weldid == 0] = STATIC
+    classes[np.isin(model.body_rootid, list(robot_roots))] = ROBOT
+    return classes
+
+
+def segmentation_lookup(model) -> dict[int, np.ndarray]:
+    """MuJoCo object type -> (object id -> class) for the types a segmentation render returns."""
+    import mujoco
+
+    bodies = body_classes(model)
+    return {int(mujoco.mjtObj.mjOBJ_GEOM): bodies[model.geom_bodyid],
+            int(mujoco.mjtObj.mjOBJ_SITE): bodies[model.site_bodyid]}
+
+
+def classify(seg: np.ndarray, lookup: dict[int, np.ndarray]) -> np.ndarray:
+    """(H, W, 2) [object id, object type] from MuJoCo -> (H, W) uint8 class ids (id -1 -> background)."""
+    ids, types = seg[..., 0], seg[..., 1]
+    out = np.full(ids.shape, BACKGROUND, dtype=np.uint8)
+    for objtype, table in lookup.items():
+        mask = (types == objtype) & (ids >= 0)
+        out[mask] = table[ids[mask]]
+    return out
+
+
+class ExtrasRenderer:
+    """Depth and segmentation renders of the same camera, resolution, orientation and crop as the RGB."""
+
+    def __init__(self, env):
+        from theia_eval.envs.renderer import make_mujoco_renderer
+
+        self.env = env
+        self.renderer = make_mujoco_renderer(env.sim.model, env.render_spec)
+        self.lookup = segmentation_lookup(env.sim.model)
+
+    def _render(self, camera: str, mode: str) -> np.ndarray:
+        from theia_eval.envs.renderer import center_crop
+
+        r, frames = self.renderer, self.env.renderer
+        getattr(r, f"enable_{mode}_rendering")()
+        r.update_scene(self.env.sim.data, camera=frames.camera_id(camera))
+        image = r.render()
+        getattr(r, f"disable_{mode}_rendering")()
+        if frames.needs_flip(camera):
+            image = image[::-1, ::-1]
+        spec = self.env.render_spec
+        if spec.crop is not None and spec.crop != spec.resolution:
+            image = center_crop(image, spec.crop)
+        return np.ascontiguousarray(image)
+
+    def render(self, camera: str) -> tuple[np.ndarray, np.ndarray]:
+        """(depth (H, W) float32 metres, segmentation (H, W) uint8 classes)."""
+        return self._render(camera, "depth"), classify(self._render(camera, "segmentation"), self.lookup)
+
+    def close(self) -> None:
+        self.renderer.close()
+
+
+# --- episodes -------------------------------------------------------------------------------------
+class RandomActions:
+    """Smoothed uniform random actions in [-1, 1]."""
+
+    def __init__(self, dim: int, rng: np.random.Generator):
+        self.rng, self.a = rng, np.zeros(dim)
+
+    def __call__(self, state: np.ndarray) -> np.ndarray:
+        self.a = 0.8 * self.a + 0.2 * self.rng.uniform(-1.0, 1.0, self.a.shape)
+        return self.a
+
+
+class NoisyExpert:
+    """The task's scripted expert with Gaussian action noise, clipped to [-1, 1]."""
+
+    def __init__(self, expert, noise: float, rng: np.random.Generator):
+        self.expert, self.noise, self.rng = expert, noise, rng
+
+    def __call__(self, state: np.ndarray) -> np.ndarray:
+        a = np.asarray(self.expert.get_action(state), dtype=np.float64)
+        return np.clip(a + self.rng.normal(0.0, self.noise, a.shape), -1.0, 1.0)
+
+
+def episode_policy(task, episode: int, s: FrameSettings):
+    """(kind, policy) of one episode, drawn from (seed, episode)."""
+    rng = np.random.default_rng([s.seed, episode])
+    if task.make_expert is not None and rng.random() < s.expert_fraction:
+        return "expert", NoisyExpert(task.make_expert(task), s.action_noise, rng)
+    return "random", RandomActions(task.action_dim, rng)
+
+
+def episode_frames(env, extras: ExtrasRenderer, episode: int, s: FrameSettings):
+    """Yield (key, rgb, depth, segmentation) for one episode."""
+    kind, policy = episode_policy(env.task, episode, s)
+    env.reset(seed=s.seed * 100_003 + episode, render=False)
+    for i in range(s.frames_per_episode):
+        t = env.t
+        for camera in s.cameras:
+            depth, seg = extras.render(camera)
+            yield f"{env.task.name}/ep{episode:05d}/t{t:03d}/{camera}", env.render(camera), depth, seg
+        if i + 1 < s.frames_per_episode:
+            for _ in range(s.frame_stride):
+                if env.t >= env.horizon:
+                    return
+                env.step(policy(env.raw_state), render=False)
+
+
+def render_frameset(s: FrameSettings, progress: bool = True) -> dict:
+    """Render a frame set to s.out_dir() (replacing any there); returns its manifest summary."""
+    from tqdm import tqdm
+
+    from theia_eval.envs import make_env, resolve_tasks
+
+    tasks = resolve_tasks(suite=s.suite) if not s.tasks else [resolve_tasks(task=t)[0] for t in s.tasks]
+    if s.num_frames <= 0 or s.frames_per_episode <= 0 or not s.cameras:
+        raise InputError("num_frames, frames_per_episode and cameras must be positive / non-empty.")
+    writer = FrameSetWriter(s.out_dir(), s.shard_size)
+    envs: dict[str, tuple] = {}
+    t0, count, episode = time.perf_counter(), 0, 0
+    bar = tqdm(total=s.num_frames, desc="rendering frames", disable=not progress, leave=False)
+    try:
+        while count < s.num_frames:
+            task = tasks[episode % len(tasks)]
+            if task.name not in envs:
+                env = make_env(task, preset=s.preset, resolution=s.resolution, crop=None, seed=s.seed)
+                for c in s.cameras:
+                    env.renderer.camera_id(c)  # unknown camera -> error listing the model's cameras
+                envs[task.name] = (env, ExtrasRenderer(env))
+            for key, rgb, depth, seg in episode_frames(*envs[task.name], episode, s):
+                if count >= s.num_frames:
+                    break
+                writer.add(key, rgb, depth, seg)
+                count += 1
+                bar.update(1)
+            episode += 1
+        meta = {"suite": s.suite, "tasks": [t.name for t in tasks], "settings": asdict(s), "episodes": episode,
+                "wall_s": round(time.perf_counter() - t0, 1)}
+        path = writer.close(meta)
+    except BaseException:
+        writer.abort()
+        raise
+    finally:
+        bar.close()
+        for env, extras in envs.values():
+            extras.close()
+            env.close()
+    return {"path": str(path), "frames": count, "episodes": episode, "wall_s": meta["wall_s"],
+            "ms_per_frame": round(1000 * meta["wall_s"] / max(count, 1), 1)}
