@@ -166,3 +166,24 @@ def test_standardized_actions_are_learned_and_returned_raw(make_data):
     assert torch.allclose(policy.action_mean, torch.from_numpy(shifted.actions.mean(0)))
     feats, prop, act = shifted.get_batch(np.arange(len(shifted)))
     assert ((policy.act(feats, prop) - act) ** 2).mean() < 0.05 * act.var()
+
+
+def test_online_evaluation_inputs_equal_the_training_windows(tmp_path):
+    """encoder -> match_cache_precision -> HistoryBuffer gives exactly WindowDataset's fused features."""
+    from theia_eval.encoders import create_encoder
+    from theia_eval.policies import HistoryBuffer, head_input_kind, match_cache_precision
+
+    rng = np.random.default_rng(3)
+    demos = {f"demo_{i}": {"rgb": rng.integers(0, 256, (n, 24, 24, 3), dtype=np.uint8),
+                           "actions": rng.standard_normal((n, 2)).astype(np.float32)} for i, n in enumerate((5, 4))}
+    enc, kind = create_encoder("pixels"), head_input_kind("conv")
+    cache = get_or_build_cache(enc, ArrayDemoSource(demos), tmp_path, kind, progress=False)
+    ds = WindowDataset.from_cache(cache, history=3, fusion="flare")
+    train_feats, _, _ = ds.get_batch(np.arange(len(ds)))
+    buf = HistoryBuffer(num_envs=2, history=3, fusion="flare")  # env i replays demo_i
+    for t in range(5):
+        frames = np.stack([demos[f"demo_{i}"]["rgb"][min(t, 3 if i else 4)] for i in (0, 1)])
+        fused = buf.push(match_cache_precision(getattr(enc(frames), kind)))
+        assert torch.equal(fused[0], train_feats[t])
+        if t < 4:
+            assert torch.equal(fused[1], train_feats[5 + t])

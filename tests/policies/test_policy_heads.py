@@ -116,12 +116,12 @@ def test_channel_layernorm_option_and_bad_inputs():
 
 # Each head learns a linear expert: action MSE (eval mode, BatchNorm running stats) under 5 % of the
 # action variance. conv sees a position-dependent expert (all tokens); attn, whose pooling is a
-# weighted average, sees the token mean.
+# weighted average, sees the token mean. Over 3 data seeds x 2 BC seeds the worst ratio was 0.023.
 @pytest.mark.parametrize("name, kind, grid, expert, epochs", [
-    ("mlp", "summary", None, "full", 30),
-    ("conv", "tokens", (7, 7), "full", 20),
-    ("conv", "tokens", (14, 14), "full", 20),
-    ("attn", "tokens", (7, 7), "mean", 20),
+    ("mlp", "summary", None, "full", 40),
+    ("conv", "tokens", (7, 7), "full", 30),
+    ("conv", "tokens", (14, 14), "full", 30),
+    ("attn", "tokens", (7, 7), "mean", 30),
 ])
 def test_each_head_learns_a_linear_expert(make_data, name, kind, grid, expert, epochs):
     data = make_data(kind, grid=grid, dim=16 if kind == "summary" else 4, expert=expert)

@@ -12,7 +12,7 @@ import json
 import math
 import time
 from contextlib import nullcontext
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import torch
@@ -62,7 +62,7 @@ class TrainSettings:
     tensorboard: bool = False
     progress: bool = True
     min_std: float = 1e-4
-    extra: dict = field(default_factory=dict)
+    stop_at: int | None = None
 
     @classmethod
     def from_config(cls, cfg: DictConfig) -> "TrainSettings":
@@ -70,7 +70,7 @@ class TrainSettings:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
-            raise InputError(f"unknown train settings {unknown}; valid keys: {sorted(known - {'extra'})}.")
+            raise InputError(f"unknown train settings {unknown}; valid keys: {sorted(known)}.")
         data["betas"] = tuple(data.get("betas", (0.9, 0.999)))
         return cls(**data)
 
@@ -148,14 +148,17 @@ class Distiller:
         return CachedTargets(caches, self.source.keys)
 
     def online_stats(self) -> list[RunningStats]:
-        """Stats from stats=DIR, from this run's stats/ (resume), or one pass over the training images."""
+        """Stats from stats=DIR, from this run's stats/ (resume), or one pass over the data source.
+
+        Like the cache, the pass covers every image of the source (held-out ones too), so cached and online
+        runs standardise with identical statistics."""
         self.teacher_info = [t.describe() for t in self.teachers]
         if self.cfg.stats:
             return [load_stats(self.cfg.stats, t.id, t.dim) for t in self.teachers]
         own = self.run_dir / "stats"
         if self.cfg.resume and (own / ".complete").is_file():
             return [load_stats(own, t.id, t.dim) for t in self.teachers]
-        mine = self.train_idx[self.dist.rank::self.dist.world].tolist()
+        mine = list(range(self.dist.rank, len(self.source), self.dist.world))
         parts = [RunningStats.empty(t.dim) for t in self.teachers]
         for batch in source_loader(self.source, mine, int(self.cfg.extract_batch), self.train_cfg.num_workers):
             batch = batch.to(self.device)
@@ -171,13 +174,14 @@ class Distiller:
             stats.append(total)
         if self.dist.is_main:
             for t, s in zip(self.teachers, stats):
-                save_stats(self.run_dir / "stats", t.id, s, {"images": len(self.train_idx)})
+                save_stats(self.run_dir / "stats", t.id, s, {"images": len(self.source)})
             atomic_write_text(self.run_dir / "stats" / ".complete", "ok\n")
         return stats
 
     def setup_model(self) -> None:
         tc = self.train_cfg
         targets = {t.id: (t.dim, *t.grid) for t in self.teachers}
+        torch.manual_seed(int(self.cfg.seed))  # the student's init depends on the seed only
         self.model = DistillModel(self.size, targets, self.cfg.translator, float(self.cfg.translator_hidden_factor))
         self.model.to(self.device)
         if tc.channels_last and self.device.type == "cuda":
@@ -267,7 +271,8 @@ class Distiller:
         self.model.train()
         it = iter(self.loader(self.start_step))
         t_loop = time.perf_counter()
-        for step in range(self.start_step, self.total_steps):
+        end = min(self.total_steps, tc.stop_at or self.total_steps)
+        for step in range(self.start_step, end):
             for m in range(tc.grad_accum):
                 batch, cached = next(it)
                 loss, rows = self.micro_step(batch, cached, m == tc.grad_accum - 1, tc.grad_accum)
@@ -280,7 +285,7 @@ class Distiller:
             n_acc += 1
             self.images_seen += tc.batch_size
             done = step + 1
-            last = done == self.total_steps
+            last = done == end
             if done % tc.log_every == 0 or last or done % tc.ckpt_every == 0 or done % tc.val_every == 0:
                 self.check_finite_loss(bad_step)
                 rate = n_acc * tc.batch_size / (time.perf_counter() - t_log)
@@ -295,8 +300,10 @@ class Distiller:
             bar.update(1)
         bar.close()
         self.timings["train_s"] = time.perf_counter() - t_loop
-        if self.start_step >= self.total_steps:  # already finished: re-validate for the summary and export
+        if self.start_step >= end:  # nothing left to do: re-validate for the summary
             self.validate()
+        self.stopped_early = end < self.total_steps
+        self.stop_step = end if self.stopped_early else None
         return self.finish()
 
     def check_finite_loss(self, bad_step: torch.Tensor) -> None:
@@ -363,7 +370,8 @@ class Distiller:
                "image_size": self.size.image_size, "params_m": round(sum(p.numel() for p in self.model.backbone.parameters()) / 1e6, 3),
                "teachers": self.teacher_info, "targets": self.cfg.targets, "data": self.source.describe(),
                "images": len(self.source), "train_images": len(self.train_idx), "val_images": len(self.val_idx),
-               "steps": self.total_steps, "resumed_from": self.start_step, "batch_size": self.train_cfg.batch_size,
+               "steps": self.total_steps, "resumed_from": self.start_step,
+               "stopped_at": getattr(self, "stop_step", None), "batch_size": self.train_cfg.batch_size,
                "lr": self.lr, "world_size": self.dist.world, "device": str(self.device),
                "wall_s": round(wall, 1), "timings_s": {k: round(v, 2) for k, v in self.timings.items()},
                "train": getattr(self, "last_train", None), "val": getattr(self, "last_val", None)}
@@ -376,7 +384,7 @@ class Distiller:
 
         summary = self.summary()
         if self.dist.is_main:
-            if self.cfg.export:
+            if self.cfg.export and not self.stopped_early:
                 summary["export"] = str(export_run(self.model, self.run_dir / "export", summary,
                                                    {t.id: s for t, s in zip(self.teachers, self.stats)}))
             atomic_write_json(self.run_dir / "summary.json", summary)

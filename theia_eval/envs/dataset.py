@@ -128,10 +128,10 @@ class Episode:
 
 @dataclass(frozen=True)
 class Storage:
-    """How image frames are compressed: lzf (fast), gzip with a level, or none."""
+    """How image frames are compressed: gzip with a level (portable), lzf (h5py only), or none."""
 
-    compression: str | None = "lzf"
-    level: int | None = None
+    compression: str | None = "gzip"
+    level: int | None = 1
 
     def __post_init__(self) -> None:
         if self.compression not in ("lzf", "gzip", None):

@@ -14,6 +14,7 @@ from theia_eval.policies.cache import (
     EmbeddingCache,
     HDF5DemoSource,
     get_or_build_cache,
+    match_cache_precision,
 )
 from theia_eval.policies.heads import PolicyShapes, create_head, head_input_kind, list_heads, register_head
 from theia_eval.policies.history import HistoryBuffer, fuse, window_indices
@@ -21,5 +22,5 @@ from theia_eval.policies.stats import mean_sem, wilson_interval
 
 __all__ = ["ArrayDemoSource", "BCConfig", "BCPolicy", "BCResult", "DemoSource", "EmbeddingCache", "HDF5DemoSource",
            "HistoryBuffer", "PolicyShapes", "WindowDataset", "create_head", "fuse", "get_or_build_cache",
-           "head_input_kind", "list_heads", "load_policy", "mean_sem", "register_head", "train_bc",
+           "head_input_kind", "list_heads", "load_policy", "match_cache_precision", "mean_sem", "register_head", "train_bc",
            "wilson_interval", "window_indices"]

@@ -20,6 +20,7 @@ states, so an interrupted run ends with exactly the weights of an uninterrupted 
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import os
 import random
@@ -265,9 +266,10 @@ def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
-def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> dict[str, Any]:
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """A checkpoint dict, every tensor on CPU (safe `weights_only` loading)."""
     try:
-        return torch.load(path, map_location=device, weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise InputError(f"checkpoint {path} does not exist.") from None
     except Exception as exc:  # torch raises many types for damaged files
@@ -276,7 +278,7 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> dic
 
 def load_policy(path: str | Path, device: str | torch.device = "cpu") -> BCPolicy:
     """Rebuild a trained BCPolicy (eval mode) from last.pt / best.pt."""
-    ckpt = load_checkpoint(path, device)
+    ckpt = load_checkpoint(path)
     config = BCConfig(**ckpt["config"])
     policy = BCPolicy(create_head(config.head, PolicyShapes(**ckpt["shapes"]), config.head_config))
     policy.load_state_dict(ckpt["model"])
@@ -325,11 +327,16 @@ def _check_config(config: BCConfig, data: WindowDataset) -> None:
     _check_kind(config, data)
 
 
+def _canon(value: Any) -> Any:
+    """Compare configs from YAML (lists) and from Python (tuples) alike."""
+    return json.loads(json.dumps(value, sort_keys=True, default=str))
+
+
 def _restore(path: Path, config: BCConfig, policy: BCPolicy, opt: torch.optim.Optimizer,
              gen: torch.Generator) -> _State:
-    ckpt = load_checkpoint(path, config.device)
-    old = {k: v for k, v in ckpt["config"].items() if k not in RESUMABLE_FIELDS}
-    new = {k: v for k, v in dataclasses.asdict(config).items() if k not in RESUMABLE_FIELDS}
+    ckpt = load_checkpoint(path)  # on CPU: RNG states must stay there; load_state_dict moves the rest
+    old = {k: _canon(v) for k, v in ckpt["config"].items() if k not in RESUMABLE_FIELDS}
+    new = {k: _canon(v) for k, v in dataclasses.asdict(config).items() if k not in RESUMABLE_FIELDS}
     diff = {k: (old.get(k), new[k]) for k in new if old.get(k) != new[k]}
     if diff:
         raise CheckpointMismatchError(f"{path} was trained with other settings {diff} (old, new); use a new "

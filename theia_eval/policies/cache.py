@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
+import torch
 from tqdm.auto import tqdm
 
 from theia_eval.errors import InputError
@@ -185,7 +186,8 @@ class HDF5DemoSource:
                 raise InputError(f"demo '{key}' in {self.path} needs obs/{self.rgb_key} and actions.")
             rgb, act = obs[self.rgb_key], demo["actions"]
             if rgb.dtype != np.uint8 or rgb.ndim != 4 or rgb.shape[-1] != 3:
-                raise InputError(f"demo '{key}': obs/{self.rgb_key} must be uint8 (T,H,W,3), got {rgb.dtype} {rgb.shape}.")
+                raise InputError(f"demo '{key}': obs/{self.rgb_key} must be uint8 (T,H,W,3), "
+                                 f"got {rgb.dtype} {rgb.shape}.")
             if act.ndim != 2 or act.shape[0] != rgb.shape[0]:
                 raise InputError(f"demo '{key}': actions {act.shape} must be (T={rgb.shape[0]}, A).")
             with_proprio.append(self.proprio_key in obs)
@@ -258,6 +260,13 @@ def cache_key(encoder: Any, source: DemoSource, kind: str) -> dict[str, Any]:
 
 def key_hash(key: Mapping[str, Any]) -> str:
     return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def match_cache_precision(x: torch.Tensor | np.ndarray) -> torch.Tensor | np.ndarray:
+    """Round online embeddings through float16 (as stored in the cache), so evaluation sees what training saw."""
+    if isinstance(x, np.ndarray):
+        return x.astype(np.float16).astype(np.float32)
+    return x.to(torch.float16).to(torch.float32)
 
 
 def frame_shape(encoder: Any, kind: str) -> tuple[int, ...]:

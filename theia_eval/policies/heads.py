@@ -48,12 +48,14 @@ class PolicyShapes:
     def __post_init__(self) -> None:
         object.__setattr__(self, "grid", tuple(int(g) for g in self.grid))
         get_fusion(self.fusion)
+        if len(self.grid) != 2:
+            raise InputError(f"bad policy shapes: grid must be (h, w), got {self.grid}.")
         sizes = {"grid[0]": self.grid[0], "grid[1]": self.grid[1], "token_dim": self.token_dim,
                  "summary_dim": self.summary_dim, "history": self.history, "action_dim": self.action_dim}
         bad = {k: v for k, v in sizes.items() if int(v) < 1}
-        if len(self.grid) != 2 or bad or self.proprio_dim < 0:
-            raise InputError(f"bad policy shapes {self}: grid must be (h, w) and {', '.join(sizes)} >= 1, "
-                             f"proprio_dim >= 0 (offending: {bad or 'grid/proprio_dim'}).")
+        if bad or self.proprio_dim < 0:
+            raise InputError(f"bad policy shapes {self}: {', '.join(sizes)} must be >= 1 and proprio_dim >= 0 "
+                             f"(offending: {bad or {'proprio_dim': self.proprio_dim}}).")
 
     @classmethod
     def from_encoder(cls, config: Any, *, history: int = 3, fusion: str = "flare", proprio_dim: int = 0,

@@ -81,7 +81,7 @@ def fuse(frames: Array, name: str = "flare") -> Array:
     """(B, T, ..., C) window, oldest first -> (B, ..., T*C), concatenated on the last axis."""
     if frames.ndim < 3:
         raise InputError(f"fuse expects a window (B, T, ..., C) with a frame axis 1; got shape {tuple(frames.shape)}.")
-    split = list(frames.unbind(1)) if isinstance(frames, torch.Tensor) else [frames[:, k] for k in range(frames.shape[1])]
+    split = [frames[:, k] for k in range(frames.shape[1])]
     parts = get_fusion(name).parts(split)
     return torch.cat(parts, dim=-1) if isinstance(frames, torch.Tensor) else np.concatenate(parts, axis=-1)
 
@@ -118,6 +118,8 @@ class HistoryBuffer:
     Usage per step: `fused = buf.push(emb)` with emb (N, C) or (N, h, w, C) for all N envs; call
     `buf.reset(ids)` when those envs start a new episode (all envs start reset). The first push after
     a reset fills that env's T slots with copies of its frame, as the offline windows do.
+    Push embeddings rounded like the training cache (`cache.match_cache_precision`) so that the
+    fused inputs equal the training windows exactly.
     """
 
     def __init__(self, num_envs: int, history: int = 3, fusion: str = "flare"):
