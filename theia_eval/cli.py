@@ -13,6 +13,9 @@ from theia_eval.errors import TheiaEvalError, unknown_name
 # verb -> ("module:function", one-line help)
 VERBS: dict[str, tuple[str, str]] = {
     "encoders": ("theia_eval.encoders.commands:run", "list the encoder registry, or encode an image with one"),
+    "embed": ("theia_eval.policies.commands:embed", "encode every demo frame once into the embedding cache"),
+    "train": ("theia_eval.policies.commands:train", "behaviour-clone a policy head on a frozen encoder, evaluate in sim"),
+    "evaluate": ("theia_eval.policies.commands:evaluate", "re-evaluate a trained run in simulation"),
     "quickstart": ("theia_eval.quickstart:run", "the small built-in end-to-end job (README's main command)"),
     "distill": ("theia_eval.distill.commands:distill", "distill a Theia student from a teacher set (cached/online, DDP)"),
     "frames": ("theia_eval.distill.commands:frames", "render a simulator frame set (RGB + depth + segmentation)"),

@@ -81,12 +81,28 @@ def test_online_targets_match_cached(frameset, tiny_teachers, tmp_path):
         assert a["loss"] == pytest.approx(b["loss"], rel=1e-4)
 
 
+def assert_same_training(a_dir, b_dir, tolerance=0.02):
+    """Same loss curve, and parameters that differ by < tolerance x how far training moved them.
+
+    Summation order differs (micro-batches, processes), and Adam turns float-rounding noise in near-zero
+    gradients into differences of up to one learning rate, so bit equality is not expected."""
+    from theia_eval.distill.student import DistillModel, student_size
+
+    losses_a = [r["loss"] for r in train_records(a_dir)]
+    losses_b = [r["loss"] for r in train_records(b_dir)]
+    assert losses_a == pytest.approx(losses_b, rel=1e-4)
+    a, b = final_state(a_dir)["model"], final_state(b_dir)["model"]
+    torch.manual_seed(0)
+    init = DistillModel(student_size("nano"), {"sim-depth": (16, 16, 16), "sim-segmentation": (4, 16, 16)}).state_dict()
+    moved = max(float((a[k] - init[k]).abs().max()) for k in a)
+    diff = max(float((a[k] - b[k]).abs().max()) for k in a)
+    assert moved > 1e-3 and diff < tolerance * moved, (diff, moved)
+
+
 def test_grad_accumulation_matches_full_batch(frameset, tmp_path):
     run_distillation(distill_cfg(tmp_path / "a", frameset, FAST_TEACHERS, "train.steps=3"))
     run_distillation(distill_cfg(tmp_path / "b", frameset, FAST_TEACHERS, "train.steps=3", "train.grad_accum=2"))
-    a, b = final_state(tmp_path / "a")["model"], final_state(tmp_path / "b")["model"]
-    for k in a:
-        torch.testing.assert_close(a[k], b[k], atol=2e-5, rtol=1e-4)
+    assert_same_training(tmp_path / "a", tmp_path / "b")
 
 
 class NaNTeacher:
@@ -111,7 +127,7 @@ def test_nan_loss_stops_and_says_when(frameset, tmp_path):
     save_stats(tmp_path / "stats", "nan", stats)
     TEACHERS["test-nan"] = NaNTeacher()
     try:
-        cfg = distill_cfg(tmp_path / "run", frameset, "teachers=[sim-depth,test-nan]", "targets=online",
+        cfg = distill_cfg(tmp_path / "run", frameset, "teachers=[test-nan]", "targets=online",
                           f"stats={tmp_path / 'stats'}")
         with pytest.raises(TrainingError, match=r"NaN/inf at step 1 of 6 \(epoch 0.00\)"):
             run_distillation(cfg)

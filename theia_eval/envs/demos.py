@@ -23,6 +23,7 @@ only the missing demos.
 """
 from __future__ import annotations
 
+import itertools
 import json
 import os
 from collections import deque
@@ -277,14 +278,7 @@ class TaskReport:
     seconds: float
 
 
-def _candidate_seeds(start: int):
-    seed = start
-    while True:
-        yield seed
-        seed += 1
-
-
-class _Runner:
+class EpisodeRunner:
     """Runs jobs in order, inline or in a process pool, yielding (seed, result) in seed order."""
 
     def __init__(self, workers: int) -> None:
@@ -323,7 +317,7 @@ class _Runner:
 
 
 def collect_task(task: str | TaskSpec, out_dir: str | Path, cfg: DemoConfig,
-                 runner: _Runner | None = None,
+                 runner: EpisodeRunner | None = None,
                  on_demo: Callable[[Episode], None] | None = None) -> TaskReport:
     """Collect (or complete) the demo file of one task; returns a report."""
     import time
@@ -348,16 +342,16 @@ def collect_task(task: str | TaskSpec, out_dir: str | Path, cfg: DemoConfig,
 
 
 def _collect_missing(spec: TaskSpec, path: Path, meta: DatasetMeta, cfg: DemoConfig,
-                     progress: Progress, missing: int, runner: _Runner | None,
+                     progress: Progress, missing: int, runner: EpisodeRunner | None,
                      on_demo: Callable[[Episode], None] | None) -> int:
     """Run candidates in seed order until `missing` more demos succeeded (mutates progress)."""
     from tqdm import tqdm
 
     own_runner = runner is None
-    runner = runner or _Runner(cfg.workers)
+    runner = runner or EpisodeRunner(cfg.workers)
     start = progress.next_seed if progress.next_seed is not None else int(cfg.base_seed)
     jobs = (Job(spec.name, s, cfg.render, cfg.camera, meta.horizon, cfg.post_success_steps)
-            for s in _candidate_seeds(start))
+            for s in itertools.count(start))
     bar = tqdm(total=cfg.num_demos, initial=len(progress.refs), desc=spec.name, unit="demo",
                disable=not cfg.progress)
     new, failures = 0, 0
@@ -392,7 +386,7 @@ def _check_failures(spec: TaskSpec, failures: int, new: int, cfg: DemoConfig) ->
 
 def collect(tasks: list[str | TaskSpec], out_dir: str | Path, cfg: DemoConfig) -> list[TaskReport]:
     """Collect demos for several tasks, one file each, sharing one pool of workers."""
-    runner = _Runner(cfg.workers)
+    runner = EpisodeRunner(cfg.workers)
     try:
         return [collect_task(t, out_dir, cfg, runner=runner) for t in tasks]
     finally:

@@ -83,5 +83,6 @@ def import_cortexbench_pickle(pickle_path: str | Path, task: str, out_path: str 
     side = int(next(iter(sizes))[0])
     meta = DatasetMeta(task=spec.name, suite=spec.suite, camera=camera or spec.camera,
                        render=RenderSpec(IMPORTED_PRESET, side, None), horizon=spec.horizon,
-                       post_success_steps=None, base_seed=-1, source=f"cortexbench-pickle:{Path(pickle_path).name}")
+                       post_success_steps=None, base_seed=-1,
+                       source=f"cortexbench-pickle:{Path(pickle_path).name}")
     return write_demos(out_path, episodes, meta, storage, valid_fraction)

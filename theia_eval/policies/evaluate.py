@@ -1,0 +1,155 @@
+"""Closed-loop evaluation: N lock-step simulator workers, one batched encoder call per step.
+
+Per step: the workers simulate and render in parallel (sim + render), the parent encodes all N frames
+in one call (encode), fuses history and runs the head (policy). `evaluate_policy` returns the
+eval_info dict written as eval_info.json: per episode {seed, success, return, length,
+first_success_step} and aggregates (success rate with a Wilson 95% interval, mean return, the
+suite's normalized score where it defines one, episodes/s, time split per step).
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+
+from theia_eval.encoders.base import FrozenEncoder
+from theia_eval.envs.renderer import RenderSpec, check_render_match
+from theia_eval.envs.tasks import episode_seeds, get_task
+from theia_eval.envs.vector import VectorEnv
+from theia_eval.errors import InputError
+from theia_eval.policies.bc import BCPolicy
+from theia_eval.policies.cache import match_cache_precision
+from theia_eval.policies.history import HistoryBuffer
+from theia_eval.policies.stats import wilson_interval
+
+# episode return -> normalized score (suites that define one register it here, e.g. DMC: return / 10)
+SCORE_FUNCTIONS: dict[str, Callable[[float], float]] = {}
+
+
+@dataclass
+class EvalConfig:
+    """How a policy is evaluated; render settings default to the demos' (see eval_render_spec)."""
+
+    episodes: int = 25
+    base_seed: int = 1000  # episode i uses base_seed + i; demos use other seeds (54321 + j)
+    num_envs: int = 2
+    preset: str | None = None  # None: the demos' preset
+    resolution: int | None = None  # None: the demos' resolution
+    crop: int | str | None = "demos"  # "demos": the demos' crop; an int or None (no crop) overrides
+    camera: str | None = None
+    horizon: int | None = None  # None: the task's protocol horizon
+    video: bool = False
+    video_episodes: int = 2
+    progress: bool = True
+    extra: dict = field(default_factory=dict)
+
+
+@dataclass
+class StepTimes:
+    """Seconds spent per phase, summed over steps (sim + render happen inside the workers)."""
+
+    env: float = 0.0
+    encode: float = 0.0
+    policy: float = 0.0
+    steps: int = 0
+
+    def per_step_ms(self) -> dict[str, float]:
+        n = max(self.steps, 1)
+        return {"env_ms": 1000 * self.env / n, "encode_ms": 1000 * self.encode / n,
+                "policy_ms": 1000 * self.policy / n}
+
+
+def eval_render_spec(cfg: EvalConfig, demo_render: RenderSpec, force: bool = False) -> RenderSpec:
+    """The render settings to evaluate with: the demos' unless overridden; a mismatch is refused unless forced."""
+    wanted = RenderSpec(cfg.preset or demo_render.preset, int(cfg.resolution or demo_render.resolution),
+                        demo_render.crop if cfg.crop == "demos" else cfg.crop)
+    check_render_match(demo_render, wanted, "the demos this policy was trained on", force=force)
+    return wanted
+
+
+def policy_inputs(encoder: FrozenEncoder, rgb: np.ndarray, kind: str) -> torch.Tensor:
+    """Encode a batch of frames into what the head reads (tokens or summary), at cache precision."""
+    out = encoder(rgb)
+    feats = out.tokens if kind == "tokens" else out.summary
+    return match_cache_precision(feats.float().cpu())
+
+
+def _run_batch(venv: VectorEnv, seeds: list[int], policy: BCPolicy, encoder: FrozenEncoder, kind: str,
+               history: int, fusion: str, horizon: int, times: StepTimes, frames: list | None) -> list[dict]:
+    """Run len(seeds) episodes in lock-step to the horizon; returns per-episode records."""
+    n = len(seeds)
+    t0 = time.perf_counter()
+    obs = venv.reset(seeds)
+    times.env += time.perf_counter() - t0
+    buf = HistoryBuffer(n, history, fusion)
+    returns, infos = np.zeros(n), [None] * n
+    for _ in range(horizon):
+        if frames is not None:
+            frames.append(obs["rgb"][0])
+        t0 = time.perf_counter()
+        feats = policy_inputs(encoder, obs["rgb"], kind)
+        t1 = time.perf_counter()
+        proprio = torch.as_tensor(obs["proprio"], dtype=torch.float32)
+        actions = policy.act(buf.push(feats), proprio if policy.shapes.proprio_dim else None).numpy()
+        t2 = time.perf_counter()
+        obs, rewards, dones, step_infos = venv.step(actions)
+        t3 = time.perf_counter()
+        times.encode, times.policy, times.env = times.encode + t1 - t0, times.policy + t2 - t1, times.env + t3 - t2
+        times.steps += 1
+        returns += rewards
+        for i in np.flatnonzero(dones):
+            infos[i] = step_infos[i]
+        if dones.all():
+            break
+    return [{"seed": s, "success": bool(info["episode_success"]), "return": float(r), "length": int(info["t"]),
+             "first_success_step": int(info["first_success_step"])} for s, r, info in zip(seeds, returns, infos)]
+
+
+def aggregate(episodes: list[dict], suite: str, elapsed: float) -> dict:
+    """Success rate with its Wilson 95% interval, mean return, normalized score, episodes/s."""
+    k, n = sum(e["success"] for e in episodes), len(episodes)
+    lo, hi = wilson_interval(k, n)
+    mean_ret = float(np.mean([e["return"] for e in episodes]))
+    out = {"episodes": n, "successes": k, "success_rate": k / n, "success_ci95": [lo, hi], "mean_return": mean_ret,
+           "episodes_per_s": n / elapsed if elapsed > 0 else float("nan"), "wall_s": elapsed}
+    if suite in SCORE_FUNCTIONS:
+        out["normalized_score"] = float(np.mean([SCORE_FUNCTIONS[suite](e["return"]) for e in episodes]))
+    return out
+
+
+def evaluate_policy(policy: BCPolicy, encoder: FrozenEncoder, task: str, cfg: EvalConfig, render: RenderSpec,
+                    kind: str, history: int = 3, fusion: str = "flare") -> dict:
+    """Evaluate `policy` on `cfg.episodes` seeded episodes of `task` rendered as `render`; returns eval_info."""
+    spec = get_task(task)
+    if cfg.episodes <= 0 or cfg.num_envs <= 0:
+        raise InputError(f"episodes and num_envs must be >= 1, got {cfg.episodes} and {cfg.num_envs}.")
+    if policy.shapes.action_dim != spec.action_dim:
+        raise InputError(f"policy outputs {policy.shapes.action_dim}-d actions but {spec.name} takes "
+                         f"{spec.action_dim}-d actions: it was trained on another task.")
+    horizon = int(cfg.horizon or spec.horizon)
+    seeds = episode_seeds(cfg.base_seed, cfg.episodes)
+    num_envs = min(cfg.num_envs, cfg.episodes)
+    times, records, videos = StepTimes(), [], []
+    start = time.perf_counter()
+    from tqdm.auto import tqdm
+
+    with VectorEnv(spec.name, num_envs, preset=render.preset, resolution=render.resolution, crop=render.crop,
+                   camera=cfg.camera, horizon=horizon) as venv, \
+            tqdm(total=cfg.episodes, desc=f"eval {spec.name}", disable=not cfg.progress, leave=False) as bar:
+        for i in range(0, len(seeds), num_envs):
+            frames = [] if cfg.video and len(videos) < cfg.video_episodes else None
+            records += _run_batch(venv, seeds[i:i + num_envs], policy, encoder, kind, history, fusion, horizon,
+                                  times, frames)
+            if frames is not None:
+                videos.append((seeds[i], np.stack(frames)))
+            bar.update(len(seeds[i:i + num_envs]))
+            bar.set_postfix(success=f"{sum(r['success'] for r in records)}/{len(records)}")
+    info = {"task": spec.name, "suite": spec.suite, "encoder": encoder.name, "weights": encoder.weights_id,
+            "config": asdict(cfg), "render": render.as_dict(), "per_episode": records,
+            "aggregate": aggregate(records, spec.suite, time.perf_counter() - start),
+            "time_per_step": times.per_step_ms()}
+    info["videos"] = videos
+    return info
