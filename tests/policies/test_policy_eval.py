@@ -1,0 +1,112 @@
+"""Closed-loop evaluation and the embed/train/evaluate verbs on real (tiny) Meta-World demos."""
+import json
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+
+from theia_eval.cli import main
+from theia_eval.encoders import create_encoder
+from theia_eval.envs.dataset import Storage, open_demos
+from theia_eval.envs.demos import DemoConfig, collect, demo_path
+from theia_eval.envs.renderer import RenderSpec
+from theia_eval.envs.tasks import get_task
+from theia_eval.errors import InputError
+from theia_eval.policies.evaluate import EvalConfig, eval_render_spec, evaluate_policy
+from theia_eval.policies.heads import PolicyShapes
+
+TASK = "metaworld/drawer-open"
+SMALL = RenderSpec("fast", 64, 56)
+
+
+@pytest.fixture(scope="module")
+def demos(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demos")
+    cfg = DemoConfig(num_demos=2, post_success_steps=3, workers=0, render=SMALL, progress=False,
+                     valid_fraction=0.5, storage=Storage("gzip", 1))
+    collect([TASK], out, cfg)
+    return out
+
+
+class ReplayPolicy:
+    """Replays one recorded action sequence open-loop (a scripted 'policy' with the BCPolicy interface)."""
+
+    def __init__(self, actions: np.ndarray, proprio_dim: int):
+        self.actions, self.t = actions, 0
+        self.shapes = PolicyShapes(grid=(1, 1), token_dim=1, summary_dim=1, history=3, fusion="flare",
+                                   proprio_dim=proprio_dim, action_dim=actions.shape[1])
+
+    def act(self, features, proprio):
+        a = self.actions[min(self.t, len(self.actions) - 1)]
+        self.t += 1
+        return torch.as_tensor(a, dtype=torch.float32)[None]
+
+
+def test_replaying_the_expert_reaches_its_success_and_return(demos):
+    path = demo_path(demos, get_task(TASK))
+    enc = create_encoder("blind")
+    with open_demos(path) as f:
+        recorded = [(f.meta.seeds[i], f[name]) for i, name in enumerate(f.names)]
+        for seed, demo in recorded:
+            actions, rewards = demo.actions[:], demo.rewards[:]
+            cfg = EvalConfig(episodes=1, base_seed=seed, num_envs=1, horizon=len(actions), progress=False)
+            info = evaluate_policy(ReplayPolicy(actions, get_task(TASK).proprio_dim), enc, TASK, cfg, SMALL,
+                                   "summary")
+            ep = info["per_episode"][0]
+            assert ep["seed"] == seed and ep["length"] == len(actions)
+            assert ep["success"] is True
+            assert ep["return"] == pytest.approx(float(rewards.sum()), rel=1e-4)
+            agg = info["aggregate"]
+            assert agg["success_rate"] == 1.0 and agg["success_ci95"][1] == 1.0
+            assert set(info["time_per_step"]) == {"env_ms", "encode_ms", "policy_ms"}
+
+
+def test_render_mismatch_is_refused_unless_forced():
+    with pytest.raises(InputError, match="force=true"):
+        eval_render_spec(EvalConfig(preset="full"), SMALL)
+    assert eval_render_spec(EvalConfig(preset="full"), SMALL, force=True).preset == "full"
+    assert eval_render_spec(EvalConfig(), SMALL) == SMALL
+
+
+def test_policy_for_another_task_is_refused():
+    bad = SimpleNamespace(shapes=SimpleNamespace(action_dim=7, proprio_dim=4))
+    with pytest.raises(InputError, match="another task"):
+        evaluate_policy(bad, create_encoder("blind"), TASK, EvalConfig(progress=False), SMALL, "summary")
+
+
+def test_train_then_evaluate_verbs(demos, tmp_path, capsys):
+    common = [f"demos_dir={demos}", f"cache_dir={tmp_path / 'cache'}", f"out_dir={tmp_path / 'runs'}"]
+    args = ["train", "encoder=pixels", f"task={TASK}", "head=conv", "seed=7", "bc.epochs=2", "bc.eval_every=1",
+            "bc.batch_size=32", "bc.progress=false", "eval.episodes=2", "eval.horizon=15", "eval.progress=false"]
+    assert main(args + common) == 0
+    run = tmp_path / "runs" / "metaworld_drawer-open" / "pixels" / "conv" / "seed7"
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["last_checkpoint"]["epoch"] == 2 and metrics["best_checkpoint"]["epoch"] in (1, 2)
+    assert [r["epoch"] for r in metrics["history"]] == [1, 2]
+    ev = json.loads((run / "eval" / "epoch_002.json").read_text())
+    assert [e["seed"] for e in ev["per_episode"]] == [1000, 1001]
+    assert ev["render"] == {"preset": "fast", "resolution": 64, "crop": 56}
+    assert (run / "last.pt").is_file() and (run / "best.pt").is_file()
+    # a second run reuses the embedding cache and the finished run (resume: nothing left to train)
+    caches = sorted(p.name for p in (tmp_path / "cache").rglob("manifest.json"))
+    assert main(args + common) == 0
+    assert sorted(p.name for p in (tmp_path / "cache").rglob("manifest.json")) == caches
+    capsys.readouterr()
+    assert main(["evaluate", f"run={run}", "checkpoint=last", "episodes=1"]) == 0
+    info = json.loads((run / "eval_info_last.json").read_text())
+    assert info["checkpoint"] == "last" and info["aggregate"]["episodes"] == 1
+    assert "success" in capsys.readouterr().out
+
+
+def test_train_bad_inputs(demos, tmp_path, capsys):
+    base = ["train", "encoder=pixels", f"task={TASK}", f"demos_dir={demos}", f"out_dir={tmp_path}",
+            f"cache_dir={tmp_path / 'c'}", "bc.progress=false"]
+    assert main(base + ["head=convv"]) == 2
+    assert "Did you mean: conv" in capsys.readouterr().err
+    assert main(base + ["head=conv", "eval.preset=full"]) == 2
+    assert "force=true" in capsys.readouterr().err
+    assert main(["train", "encoder=pixels", "task=metaworld/hammer", f"demos_dir={tmp_path}"]) == 2
+    assert "theia-eval demos task=metaworld/hammer" in capsys.readouterr().err
+    assert main(["evaluate", f"run={tmp_path}"]) == 2
+    assert "not a run directory" in capsys.readouterr().err
