@@ -1,0 +1,102 @@
+"""Evaluation loop cost: env-steps/s with the time split per step (sim, render, encode, policy), and batched
+encoding across N environments vs one encoder call per environment.
+
+    python benchmarks/eval.py                                   # efficientnet-lite0, conv head, 2 envs, CPU
+    python benchmarks/eval.py --encoder random-vit-tiny --envs 1 2 4 --device cuda
+
+The loop's overhead is reported against the sum of its render and encode time per lock-step:
+overhead = loop_ms / (render_ms * N / min(N, workers_in_parallel) + encode_ms) - 1 (target <= 30%).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import time
+
+import numpy as np
+import torch
+
+from theia_eval.encoders import create_encoder
+from theia_eval.envs.env import make_env
+from theia_eval.envs.renderer import RenderSpec
+from theia_eval.policies.bc import BCConfig, build_policy
+from theia_eval.policies.evaluate import EvalConfig, evaluate_policy
+from theia_eval.policies.heads import PolicyShapes, head_input_kind
+
+TASK = "metaworld/drawer-open"
+
+
+def median_ms(fn, repeats: int = 20) -> float:
+    fn()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return 1000 * statistics.median(times)
+
+
+def sim_render_ms(render: RenderSpec, steps: int = 50) -> tuple[float, float]:
+    """In-process ms per env.step without rendering, and ms per rendered frame."""
+    env = make_env(TASK, preset=render.preset, resolution=render.resolution, crop=render.crop)
+    env.reset(0, render=False)
+    action = np.zeros(env.task.action_dim)
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        env.step(action, render=False)
+    sim = 1000 * (time.perf_counter() - t0) / steps
+    rend = median_ms(env.render)
+    env.close()
+    return sim, rend
+
+
+def random_policy(encoder, head: str, n_proprio: int = 4, n_action: int = 4):
+    """An untrained head of the right shapes (evaluation cost does not depend on the weights)."""
+    c = encoder.config
+    shapes = PolicyShapes(tuple(c.grid), c.token_dim, c.summary_dim, 3, "flare", n_proprio, n_action)
+    return build_policy(BCConfig(head=head), shapes)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--encoder", default="efficientnet-lite0")
+    p.add_argument("--head", default="conv")
+    p.add_argument("--envs", nargs="+", type=int, default=[1, 2])
+    p.add_argument("--steps", type=int, default=60, help="steps per episode (eval horizon)")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--preset", default="fast")
+    args = p.parse_args()
+    render = RenderSpec(args.preset, 256, 224)
+    enc = create_encoder(args.encoder, device=args.device)
+    kind = head_input_kind(args.head)
+    policy = random_policy(enc, args.head).to(args.device)
+    sim_ms, render_ms = sim_render_ms(render)
+    frame = make_frames(render, max(args.envs))
+    print(f"in-process: sim {sim_ms:.2f} ms/step, render {render_ms:.2f} ms/frame ({args.preset}, 256->224)  "
+          f"[{os.cpu_count()} CPUs, torch {torch.get_num_threads()} threads, {args.device}]")
+    print("| envs | loop ms/step | env-steps/s | env ms | encode ms | policy ms | batched encode ms | "
+          "per-env encode ms | overhead vs render+encode |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for n in args.envs:
+        cfg = EvalConfig(episodes=n, num_envs=n, horizon=args.steps, progress=False)
+        info = evaluate_policy(policy, enc, TASK, cfg, render, kind)
+        t = info["time_per_step"]
+        loop = t["env_ms"] + t["encode_ms"] + t["policy_ms"]
+        batched = median_ms(lambda: enc(frame[:n]), 10)
+        per_env = median_ms(lambda: [enc(frame[i:i + 1]) for i in range(n)], 10)
+        parallel = min(n, os.cpu_count() or 1)
+        base = render_ms * n / parallel + batched
+        print(f"| {n} | {loop:.1f} | {1000 * n / loop:.1f} | {t['env_ms']:.1f} | {t['encode_ms']:.1f} | "
+              f"{t['policy_ms']:.1f} | {batched:.1f} | {per_env:.1f} | {100 * (loop / base - 1):+.0f}% |", flush=True)
+
+
+def make_frames(render: RenderSpec, n: int) -> np.ndarray:
+    env = make_env(TASK, preset=render.preset, resolution=render.resolution, crop=render.crop)
+    frames = [env.reset(s)["rgb"] for s in range(n)]
+    env.close()
+    return np.stack(frames)
+
+
+if __name__ == "__main__":
+    main()
