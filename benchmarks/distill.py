@@ -23,7 +23,7 @@ import time
 import torch
 
 from theia_eval.distill.loss import LossWeights, distill_loss
-from theia_eval.distill.optim import build_optimizer
+from theia_eval.distill.optim import build_optimizer, flush_denormals
 from theia_eval.distill.samples import Batch
 from theia_eval.distill.stats import RunningStats, Standardizer
 from theia_eval.distill.student import DistillModel, student_size
@@ -179,6 +179,7 @@ def main() -> None:
     args.random_teachers = cuda
     args.online_batch = args.online_batch or (64 if cuda else 16)
     amp = torch.bfloat16 if cuda else None
+    flush_denormals()
     if cuda:
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True

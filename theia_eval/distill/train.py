@@ -23,7 +23,7 @@ from theia_eval.distill.checkpoint import check_resumable, load_checkpoint, save
 from theia_eval.distill.data import SourceDataset, StepSampler, collate_items, source_loader, split_indices
 from theia_eval.distill.distributed import DistEnv, init_distributed
 from theia_eval.distill.loss import LossWeights, distill_loss, image_cosine
-from theia_eval.distill.optim import build_optimizer, build_scheduler, scaled_lr
+from theia_eval.distill.optim import build_optimizer, build_scheduler, flush_denormals, scaled_lr
 from theia_eval.distill.sources import open_source
 from theia_eval.distill.stats import RunningStats, Standardizer, check_finite, load_stats, save_stats
 from theia_eval.distill.student import DistillModel, student_size
@@ -106,6 +106,7 @@ class Distiller:
     # --- setup ---------------------------------------------------------------------------------
     def setup(self) -> None:
         torch.manual_seed(int(self.cfg.seed))
+        flush_denormals()
         if self.device.type == "cuda":
             torch.backends.cuda.matmul.allow_tf32 = True
             torch.backends.cudnn.allow_tf32 = True

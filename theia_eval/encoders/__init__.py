@@ -15,6 +15,7 @@ from theia_eval.encoders import mae  # noqa: F401  (registers entries)
 from theia_eval.encoders import r3m  # noqa: F401  (registers entries)
 from theia_eval.encoders import efficientnet  # noqa: F401  (registers entries)
 from theia_eval.encoders import theia  # noqa: F401  (registers entries)
+from theia_eval.encoders import theia_offline  # noqa: F401  (registers theia-offline, the bundled student)
 from theia_eval.encoders import hf, hf_depth, hf_sam  # noqa: F401  (registers entries)
 
 __all__ = ["EncoderConfig", "EncoderOutput", "FrozenEncoder", "create_encoder", "get_encoder_config",

@@ -26,6 +26,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -320,8 +321,6 @@ def collect_task(task: str | TaskSpec, out_dir: str | Path, cfg: DemoConfig,
                  runner: EpisodeRunner | None = None,
                  on_demo: Callable[[Episode], None] | None = None) -> TaskReport:
     """Collect (or complete) the demo file of one task; returns a report."""
-    import time
-
     spec = get_task(task)
     if spec.make_expert is None:
         raise InputError(f"{spec.name} has no expert: its demos must be imported, not collected")

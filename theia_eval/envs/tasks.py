@@ -81,6 +81,8 @@ class SuiteSpec:
 
 TASKS: dict[str, TaskSpec] = {}
 SUITES: dict[str, SuiteSpec] = {}
+# TaskSpec.suite (family) -> episode return -> normalized score (DMC: return / 10); evaluation reads it
+SCORE_FUNCTIONS: dict[str, Callable[[float], float]] = {}
 
 
 def register_task(spec: TaskSpec) -> TaskSpec:
@@ -99,6 +101,13 @@ def register_suite(suite: SuiteSpec) -> SuiteSpec:
         get_task(name)
     SUITES[suite.name] = suite
     return suite
+
+
+def register_score(family: str, score: Callable[[float], float]) -> None:
+    """Declare how a family's episode return maps to its normalized score."""
+    if family in SCORE_FUNCTIONS:
+        raise InputError(f"a score for '{family}' is already registered")
+    SCORE_FUNCTIONS[family] = score
 
 
 def get_task(name: str | TaskSpec) -> TaskSpec:

@@ -9,7 +9,6 @@ suite's normalized score where it defines one, episodes/s, time split per step).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -17,7 +16,7 @@ import torch
 
 from theia_eval.encoders.base import FrozenEncoder
 from theia_eval.envs.renderer import RenderSpec, check_render_match
-from theia_eval.envs.tasks import episode_seeds, get_task
+from theia_eval.envs.tasks import SCORE_FUNCTIONS, episode_seeds, get_task
 from theia_eval.envs.vector import VectorEnv
 from theia_eval.errors import InputError
 from theia_eval.policies.bc import BCPolicy
@@ -25,8 +24,8 @@ from theia_eval.policies.cache import match_cache_precision
 from theia_eval.policies.history import HistoryBuffer
 from theia_eval.policies.stats import wilson_interval
 
-# episode return -> normalized score (suites that define one register it here, e.g. DMC: return / 10)
-SCORE_FUNCTIONS: dict[str, Callable[[float], float]] = {}
+# episode return -> normalized score: SCORE_FUNCTIONS lives in envs/tasks.py (families register
+# there at import, e.g. DMC: return / 10; defining it here would be circular: envs imports first)
 
 
 @dataclass
