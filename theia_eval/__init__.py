@@ -6,7 +6,13 @@ _os.environ.setdefault("MUJOCO_GL", "egl")
 _os.environ.setdefault("PYOPENGL_PLATFORM", _os.environ["MUJOCO_GL"])
 
 __version__ = "0.1.0"
-
-from theia_eval.encoders import create_encoder, list_encoders  # noqa: E402
-
 __all__ = ["create_encoder", "list_encoders", "__version__"]
+
+
+def __getattr__(name: str):
+    """Import the encoder registry (and torch) only when it is used, not in simulator worker processes."""
+    if name in ("create_encoder", "list_encoders"):
+        from theia_eval import encoders
+
+        return getattr(encoders, name)
+    raise AttributeError(f"module 'theia_eval' has no attribute {name!r}")
