@@ -21,6 +21,9 @@ VERBS: dict[str, tuple[str, str]] = {
     "frames": ("theia_eval.distill.commands:frames", "render a simulator frame set (RGB + depth + segmentation)"),
     "tasks": ("theia_eval.envs.commands:tasks", "list the simulated suites and tasks"),
     "demos": ("theia_eval.envs.commands:demos", "collect expert demos (HDF5), summarize or import demo files"),
+    "sweep": ("theia_eval.sweeps.commands:sweep", "run a grid of encoders x tasks x heads x seeds (+ students), resumably"),
+    "leaderboard": ("theia_eval.analysis.commands:leaderboard", "leaderboard tables, plot and HTML from the results store"),
+    "entropy": ("theia_eval.analysis.commands:entropy", "feature-norm entropy per encoder and its correlation with success"),
 }
 
 

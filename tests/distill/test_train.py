@@ -60,7 +60,8 @@ def test_resume_continues_exactly(frameset, tiny_teachers, tmp_path):
     full, parts = tmp_path / "full", tmp_path / "parts"
     run_distillation(distill_cfg(full, frameset, teachers))
     stopped = run_distillation(distill_cfg(parts, frameset, teachers, "train.stop_at=3"))
-    assert stopped["stopped_at"] == 3 and not (parts / "export").exists()
+    assert stopped["stopped_at"] == 3 and stopped["steps_done"] == 3
+    assert "3 of 6 (stopped early" in (parts / "export" / "CARD.md").read_text()
     resumed = run_distillation(distill_cfg(parts, frameset, teachers))
     assert resumed["resumed_from"] == 3
     a, b = final_state(full), final_state(parts)

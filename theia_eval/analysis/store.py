@@ -33,8 +33,9 @@ COLUMNS: dict[str, str] = {
     "sweep": "TEXT",
     "encoder": "TEXT NOT NULL",  # the label shown on leaderboards
     "encoder_name": "TEXT",  # registry name
-    "weights": "TEXT",  # what the weights were loaded from
-    "weights_hash": "TEXT",
+    "weights": "TEXT",  # the weights asked for (null = the registry entry's default)
+    "weights_id": "TEXT",  # what the encoder reports it loaded
+    "weights_hash": "TEXT",  # hash of the weight files (or of the id when there are none)
     "suite": "TEXT NOT NULL",  # task family: metaworld, dmc, adroit
     "task": "TEXT NOT NULL",
     "head": "TEXT NOT NULL",

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from theia_eval.distill.stats import RunningStats, check_finite, load_stats, save_stats, stats_path
+from theia_eval.distill.stats import RunningStats, check_finite, load_stats, save_stats
 from theia_eval.distill.teachers import Teacher
 from theia_eval.errors import InputError
 from theia_eval.io import atomic_write_json
@@ -229,10 +229,9 @@ def extract_targets(caches: list[TeacherCache], source, device: torch.device, ba
     bar.close()
     if barrier:
         barrier()
-    if rank == 0:
+    if rank == 0:  # cheap (a few small tensors per shard), so always redone: any rank may have added shards
         for c in caches:
-            if not stats_path(c.root, c.teacher.id).is_file() or todo:
-                c.merge_stats()
+            c.merge_stats()
     if barrier:
         barrier()
     return {"shards_total": len(ranges), "shards_extracted_here": len(todo), "seconds": time.perf_counter() - t0,

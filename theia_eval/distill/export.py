@@ -15,7 +15,7 @@ from theia_eval.distill.stats import RunningStats, save_stats
 from theia_eval.io import atomic_write_text
 
 META_KEYS = ("command", "student", "image_size", "params_m", "targets", "data", "images", "train_images",
-             "val_images", "steps", "batch_size", "lr", "world_size", "device", "wall_s", "val")
+             "val_images", "steps", "steps_done", "batch_size", "lr", "world_size", "device", "wall_s", "val")
 
 
 def export_run(model, path: Path, summary: dict, stats: dict[str, RunningStats]) -> Path:
@@ -46,6 +46,14 @@ def fit_rows(summary: dict) -> list[str]:
     return rows
 
 
+def steps_line(summary: dict) -> str:
+    """'N' for a finished run, 'N of M (stopped early; ...)' for one stopped with train.stop_at."""
+    done = summary.get("steps_done", summary["steps"])
+    if done >= summary["steps"]:
+        return str(summary["steps"])
+    return f"{done} of {summary['steps']} (stopped early; rerunning the command resumes and finishes)"
+
+
 def card(summary: dict) -> str:
     """CARD.md: how the student was made and how well it fits each teacher."""
     lines = [
@@ -53,7 +61,7 @@ def card(summary: dict) -> str:
         "Command:", "", "```", summary.get("command") or "(library call)", "```", "",
         f"- data: {summary['data']} ({summary['train_images']} training / {summary['val_images']} held-out images)",
         f"- student: {summary['student']} at {summary['image_size']} px, {summary['params_m']} M backbone parameters",
-        f"- steps: {summary['steps']} at global batch {summary['batch_size']} (lr {summary['lr']:.3g}), "
+        f"- steps: {steps_line(summary)} at global batch {summary['batch_size']} (lr {summary['lr']:.3g}), "
         f"{summary['world_size']} process(es) on {summary['device']}",
         f"- targets: {summary['targets']}; wall time {summary['wall_s']} s (timings {summary['timings_s']})", "",
         "Fit per teacher (standardised targets; cosine = mean per-image cosine of the whole map):", "",

@@ -119,7 +119,12 @@ class ImageSource(abc.ABC):
                 f"student input (image_size=...), render/collect larger images, or pass allow_upsample=true.")
 
     def fingerprint(self) -> str:
-        """sha256 over the keys in order, the image size and the content id: names a target cache."""
+        """sha256 over the keys in order, the image size and the content id: names a target cache (memoised)."""
+        if getattr(self, "_fingerprint", None) is None:
+            self._fingerprint = self.compute_fingerprint()
+        return self._fingerprint
+
+    def compute_fingerprint(self) -> str:
         h = hashlib.sha256()
         h.update(f"{self.kind}|{self.image_size}|{self.content_id()}|".encode())
         for key in self.keys:

@@ -62,6 +62,7 @@ class TrainSettings:
     tensorboard: bool = False
     progress: bool = True
     min_std: float = 1e-4
+    val_max_images: int = 2048
     stop_at: int | None = None
 
     @classmethod
@@ -95,10 +96,10 @@ class Distiller:
     def __init__(self, cfg: DictConfig, command: str = ""):
         self.cfg, self.command = cfg, command
         self.train_cfg = TrainSettings.from_config(cfg.train)
+        self.size = student_size(cfg.student, cfg.image_size)
         self.dist: DistEnv = init_distributed(cfg.device)
         self.device = self.dist.device
         self.amp = amp_dtype(self.train_cfg.amp, self.device)
-        self.size = student_size(cfg.student, cfg.image_size)
         self.run_dir = Path(cfg.run_dir).expanduser()
         self.t_start = time.perf_counter()
         self.timings: dict[str, float] = {}
@@ -118,10 +119,10 @@ class Distiller:
         self.check_extras()
         self.train_idx, self.val_idx = split_indices(self.source.keys, float(self.cfg.val_fraction))
         self.store_dtype = storage_dtype(self.cfg.cache_dtype)
-        t0 = time.perf_counter()
-        self.cached = self.setup_cached() if self.cfg.targets == "cached" else None
         if self.cfg.targets not in ("cached", "online"):
             raise InputError(f"targets={self.cfg.targets!r}: use cached (extract once, then train) or online.")
+        t0 = time.perf_counter()
+        self.cached = self.setup_cached() if self.cfg.targets == "cached" else None
         self.stats = self.cached.stats() if self.cached else self.online_stats()
         self.timings["targets_s"] = time.perf_counter() - t0
         self.standardize = [Standardizer(s, self.train_cfg.min_std).to(self.device) for s in self.stats]
@@ -258,54 +259,56 @@ class Distiller:
         return loss.detach(), rows.detach()
 
     def train(self) -> dict:
+        """Run steps [start, stop_at or steps), logging, validating and checkpointing; then export."""
         tc = self.train_cfg
         self.weights = LossWeights(tc.cos_weight, tc.l1_weight)
         self.images_seen = getattr(self, "images_seen", 0)
         self.logger = RunLogger(self.run_dir, self.dist.is_main, tc.tensorboard)
         if self.dist.is_main:
             atomic_write_text(self.run_dir / "config.yaml", OmegaConf.to_yaml(self.cfg, resolve=True))
-        bar = progress(self.total_steps, self.start_step, tc.progress and self.dist.is_main)
-        acc = torch.zeros(len(self.teachers), 4, device=self.device)
-        acc_loss = torch.zeros((), device=self.device)
-        bad_step = torch.full((), NEVER, dtype=torch.int64, device=self.device)
-        n_acc, t_log = 0, time.perf_counter()
-        self.model.train()
-        it = iter(self.loader(self.start_step))
-        t_loop = time.perf_counter()
+        self.bar = progress(self.total_steps, self.start_step, tc.progress and self.dist.is_main)
+        self.meter = Meter(len(self.teachers), self.device)
         end = min(self.total_steps, tc.stop_at or self.total_steps)
+        self.model.train()
+        batches = iter(self.loader(self.start_step))
+        t_loop = time.perf_counter()
         for step in range(self.start_step, end):
-            for m in range(tc.grad_accum):
-                batch, cached = next(it)
-                loss, rows = self.micro_step(batch, cached, m == tc.grad_accum - 1, tc.grad_accum)
-                acc += rows / tc.grad_accum
-                acc_loss += loss / tc.grad_accum
-                bad_step = torch.where(torch.isfinite(loss), bad_step, torch.clamp(bad_step, max=step))
-            self.optimizer.step()
-            self.scheduler.step()
-            self.optimizer.zero_grad(set_to_none=True)
-            n_acc += 1
-            self.images_seen += tc.batch_size
-            done = step + 1
-            last = done == end
-            if done % tc.log_every == 0 or last or done % tc.ckpt_every == 0 or done % tc.val_every == 0:
-                self.check_finite_loss(bad_step)
-                rate = n_acc * tc.batch_size / (time.perf_counter() - t_log)
-                self.log_train(done, acc_loss / n_acc, acc / n_acc, rate, bar)
-                acc.zero_()
-                acc_loss.zero_()
-                n_acc, t_log = 0, time.perf_counter()
-            if done % tc.val_every == 0 or last:
-                self.logger.write({"step": done, "val": self.validate()})
-            if done % tc.ckpt_every == 0 or last:
-                self.save(done)
-            bar.update(1)
-        bar.close()
+            self.optimize(step, batches)
+            self.after_step(step + 1, last=step + 1 == end)
+        self.bar.close()
         self.timings["train_s"] = time.perf_counter() - t_loop
         if self.start_step >= end:  # nothing left to do: re-validate for the summary
             self.validate()
-        self.stopped_early = end < self.total_steps
-        self.stop_step = end if self.stopped_early else None
+        self.stop_step = end if end < self.total_steps else None
+        self.steps_done = max(end, self.start_step)
         return self.finish()
+
+    def optimize(self, step: int, batches) -> None:
+        """One optimizer step over grad_accum micro-batches."""
+        accum = self.train_cfg.grad_accum
+        for m in range(accum):
+            batch, cached = next(batches)
+            loss, rows = self.micro_step(batch, cached, m == accum - 1, accum)
+            self.meter.add(loss / accum, rows / accum, step)
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.meter.steps += 1
+        self.images_seen += self.train_cfg.batch_size
+
+    def after_step(self, done: int, last: bool) -> None:
+        """Log (checking the loss is finite), validate and checkpoint at their intervals."""
+        tc = self.train_cfg
+        at = {name: last or done % every == 0 for name, every in
+              (("log", tc.log_every), ("val", tc.val_every), ("ckpt", tc.ckpt_every))}
+        if any(at.values()):
+            self.check_finite_loss(self.meter.bad_step)
+            self.log_train(done)
+        if at["val"]:
+            self.logger.write({"step": done, "val": self.validate()})
+        if at["ckpt"]:
+            self.save(done)
+        self.bar.update(1)
 
     def check_finite_loss(self, bad_step: torch.Tensor) -> None:
         """Stop on a NaN/inf loss, naming the first step (and epoch) where it happened on any rank."""
@@ -318,38 +321,44 @@ class Distiller:
                 f"the learning rate (train.base_lr={self.train_cfg.base_lr}), check the teachers' targets for "
                 "extreme values, or use amp=off.")
 
-    def log_train(self, step: int, loss: torch.Tensor, rows: torch.Tensor, rate: float, bar) -> None:
-        rows = self.dist.all_reduce(rows.clone()) / self.dist.world
-        loss = float(self.dist.all_reduce(loss.clone())) / self.dist.world
-        teachers = {t.id: dict(zip(("loss", "cos", "smooth_l1", "mse"), map(float, r))) for t, r in zip(self.teachers, rows)}
-        record = {"step": step, "epoch": round(self.sampler.epoch_of(step), 4), "lr": self.scheduler.get_last_lr()[0],
-                  "loss": loss, "images_per_s": rate, "teachers": teachers}
-        self.last_train = record
-        self.logger.write(record)
-        bar.set_postfix(loss=f"{loss:.4f}", img_s=f"{rate:.0f}")
+    def log_train(self, step: int) -> None:
+        """Write the averages since the last log (all ranks reduced) to metrics.jsonl / TensorBoard / the bar."""
+        m, tc = self.meter, self.train_cfg
+        rate = m.steps * tc.batch_size / (time.perf_counter() - m.t0)
+        rows = self.dist.all_reduce(m.rows / m.steps) / self.dist.world
+        loss = float(self.dist.all_reduce(m.loss / m.steps)) / self.dist.world
+        teachers = {t.id: dict(zip(("loss", "cos", "smooth_l1", "mse"), map(float, r)))
+                    for t, r in zip(self.teachers, rows)}
+        self.last_train = {"step": step, "epoch": round(self.sampler.epoch_of(step), 4),
+                           "lr": self.scheduler.get_last_lr()[0], "loss": loss, "images_per_s": rate,
+                           "teachers": teachers}
+        self.logger.write(self.last_train)
+        self.bar.set_postfix(loss=f"{loss:.4f}", img_s=f"{rate:.0f}")
+        m.reset()
 
     @torch.no_grad()
     def validate(self) -> dict:
-        """Per-teacher mean per-image cosine and MSE on the held-out images (standardised targets)."""
-        if len(self.val_idx) == 0:
+        """Per-teacher mean per-image cosine and MSE on held-out images (standardised targets)."""
+        held = self.val_idx[: self.train_cfg.val_max_images]
+        if len(held) == 0:
             return {}
         self.model.eval()
         sums = torch.zeros(len(self.teachers), 4, dtype=torch.float64, device=self.device)
-        mine = self.val_idx[self.dist.rank::self.dist.world].tolist()
-        batch_size = max(1, self.train_cfg.batch_size // (self.dist.world * self.train_cfg.grad_accum))
-        dataset = SourceDataset(self.source, self.cached)
-        for start in range(0, len(mine), batch_size):
-            batch, cached = collate_items([dataset[i] for i in mine[start:start + batch_size]])
+        mine = held[self.dist.rank::self.dist.world].tolist()
+        size = max(1, self.train_cfg.batch_size // (self.dist.world * self.train_cfg.grad_accum))
+        loader = torch.utils.data.DataLoader(
+            SourceDataset(self.source, self.cached), batch_sampler=[mine[i:i + size] for i in range(0, len(mine), size)],
+            collate_fn=collate_items, num_workers=min(self.train_cfg.num_workers, 2))
+        for batch, cached in loader:
             batch = batch.to(self.device)
             targets = self.targets_for(batch, cached)
             with self.autocast():
                 preds = self.model(batch.images)
             for i, t in enumerate(self.teachers):
                 p, y = preds[t.id].float(), targets[t.id].reshape(preds[t.id].shape)
-                sums[i, 0] += image_cosine(p, y).sum().double()
-                sums[i, 1] += ((p - y) ** 2).sum().double()
-                sums[i, 2] += len(batch)
-                sums[i, 3] += p.numel()
+                sums[i] += torch.stack([image_cosine(p, y).sum().double(), ((p - y) ** 2).sum().double(),
+                                        torch.tensor(float(len(batch)), dtype=torch.float64, device=self.device),
+                                        torch.tensor(float(p.numel()), dtype=torch.float64, device=self.device)])
         self.dist.all_reduce(sums)
         self.model.train()
         self.last_val = {t.id: {"cos": float(s[0] / s[2]), "mse": float(s[1] / s[3]), "images": int(s[2])}
@@ -371,7 +380,8 @@ class Distiller:
                "image_size": self.size.image_size, "params_m": round(sum(p.numel() for p in self.model.backbone.parameters()) / 1e6, 3),
                "teachers": self.teacher_info, "targets": self.cfg.targets, "data": self.source.describe(),
                "images": len(self.source), "train_images": len(self.train_idx), "val_images": len(self.val_idx),
-               "steps": self.total_steps, "resumed_from": self.start_step,
+               "steps": self.total_steps, "steps_done": getattr(self, "steps_done", self.start_step),
+               "resumed_from": self.start_step,
                "stopped_at": getattr(self, "stop_step", None), "batch_size": self.train_cfg.batch_size,
                "lr": self.lr, "world_size": self.dist.world, "device": str(self.device),
                "wall_s": round(wall, 1), "timings_s": {k: round(v, 2) for k, v in self.timings.items()},
@@ -385,7 +395,7 @@ class Distiller:
 
         summary = self.summary()
         if self.dist.is_main:
-            if self.cfg.export and not self.stopped_early:
+            if self.cfg.export:  # a stopped run exports too; its card says how far it got
                 summary["export"] = str(export_run(self.model, self.run_dir / "export", summary,
                                                    {t.id: s for t, s in zip(self.teachers, self.stats)}))
             atomic_write_json(self.run_dir / "summary.json", summary)
@@ -395,6 +405,27 @@ class Distiller:
 
     def close(self) -> None:
         self.dist.close()
+
+
+class Meter:
+    """Device-side sums of the loss and per-teacher terms since the last log, and the first non-finite step."""
+
+    def __init__(self, num_teachers: int, device: torch.device):
+        self.rows = torch.zeros(num_teachers, 4, device=device)
+        self.loss = torch.zeros((), device=device)
+        self.bad_step = torch.full((), NEVER, dtype=torch.int64, device=device)
+        self.reset()
+
+    def add(self, loss: torch.Tensor, rows: torch.Tensor, step: int) -> None:
+        """Accumulate without a host sync (the NaN check reads bad_step only at log time)."""
+        self.rows += rows
+        self.loss += loss
+        self.bad_step = torch.where(torch.isfinite(loss), self.bad_step, self.bad_step.clamp(max=step))
+
+    def reset(self) -> None:
+        self.rows.zero_()
+        self.loss.zero_()
+        self.steps, self.t0 = 0, time.perf_counter()
 
 
 class TeacherFacts:

@@ -10,6 +10,7 @@ Family modules (metaworld.py) register their tasks when this package is imported
 """
 from theia_eval.envs import metaworld  # noqa: F401  (registers the Meta-World tasks and suites)
 from theia_eval.envs import dmc  # noqa: F401  (registers the DMC tasks, suites and score)
+from theia_eval.envs import adroit  # noqa: F401  (registers the Adroit tasks and suites)
 from theia_eval.envs.dataset import DemoFile, dataset_info, open_demos
 from theia_eval.envs.env import TaskEnv, make_env
 from theia_eval.envs.renderer import PRESETS, RenderSpec

@@ -23,24 +23,17 @@ demo collection keeps only such episodes, and `post_success_steps` never shorten
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import numpy as np
 
+from theia_eval.envs.simstate import ModelParam, full_state, param_values, params_size, state_size
 from theia_eval.envs.tasks import (SuiteSpec, TaskSpec, register_score, register_suite,
                                    register_task)
 
 FAMILY = "dmc"
 EPISODE_STEPS = 1000  # simulator control steps of one protocol episode
-
-
-@dataclass(frozen=True)
-class ModelParam:
-    """A model field that an episode's reset randomizes (so it belongs to the state)."""
-
-    field: str  # MjModel array, e.g. "geom_pos"
-    element: str  # named element of that array, e.g. "target"
-    columns: tuple[int, ...]  # which columns of the row
 
 
 @dataclass(frozen=True)
@@ -84,38 +77,34 @@ def facts(spec: TaskSpec) -> DMCTask:
     return DMC_TASKS[spec.name.split("/", 1)[1]]
 
 
-def load_env(task: DMCTask, seed: int = 0):
-    """A dm_control environment of `task` without a time limit (our env counts the steps)."""
+def dm_control_suite():
+    """`dm_control.suite`, imported with dm_control's own OpenGL backend off.
+
+    We render with mujoco.Renderer (envs/renderer.py). dm_control's EGL backend loads libOpenGL
+    with RTLD_GLOBAL at import, after which importing torchvision segfaults the process (seen with
+    torch 2.14.1 / torchvision 0.29.1 here), so dm_control must never import its backend.
+    """
+    import sys
+
+    if "dm_control._render" not in sys.modules:
+        saved = os.environ.get("MUJOCO_GL")
+        os.environ["MUJOCO_GL"] = "disable"
+        try:
+            import dm_control._render  # noqa: F401  (caches the disabled backend)
+        finally:
+            if saved is None:
+                del os.environ["MUJOCO_GL"]
+            else:
+                os.environ["MUJOCO_GL"] = saved
     from dm_control import suite
 
-    return suite.load(task.domain, task.task,
+    return suite
+
+
+def load_env(task: DMCTask, seed: int = 0):
+    """A dm_control environment of `task` without a time limit (our env counts the steps)."""
+    return dm_control_suite().load(task.domain, task.task,
                       task_kwargs={"random": int(seed), "time_limit": float("inf")})
-
-
-def param_values(task: DMCTask, model) -> np.ndarray:
-    """The current values of the task's randomized model parameters, flat."""
-    values = [getattr(model, p.field)[_element_id(model, p), list(p.columns)] for p in task.params]
-    return np.concatenate(values) if values else np.zeros(0)
-
-
-def set_param_values(task: DMCTask, model, values: np.ndarray) -> None:
-    """Write randomized model parameters (the tail of a state vector) into `model`."""
-    start = 0
-    for p in task.params:
-        n = len(p.columns)
-        getattr(model, p.field)[_element_id(model, p), list(p.columns)] = values[start:start + n]
-        start += n
-
-
-def _element_id(model, param: ModelParam) -> int:
-    kind = param.field.split("_", 1)[0]  # geom_pos -> geom
-    return getattr(model, kind)(param.element).id
-
-
-def split_state(task: DMCTask, state: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(FULLPHYSICS vector, randomized model parameters) of a state vector."""
-    n = sum(len(p.columns) for p in task.params)
-    return (state[:len(state) - n], state[len(state) - n:]) if n else (state, state[:0])
 
 
 class DMCSim:
@@ -135,9 +124,8 @@ class DMCSim:
         return self.env.physics.data.ptr
 
     def state(self) -> np.ndarray:
-        from theia_eval.envs.experts.mpc import full_state
-
-        return np.concatenate([full_state(self.model, self.data), param_values(self.task, self.model)])
+        return np.concatenate([full_state(self.model, self.data),
+                               param_values(self.task.params, self.model)])
 
     def reset(self, seed: int) -> np.ndarray:
         self.env.task._random = np.random.RandomState(int(seed))  # dm_control keeps it here
@@ -186,11 +174,9 @@ def normalized_score(episode_return: float) -> float:
 
 def state_dim(task: DMCTask) -> int:
     """Length of the state vector (FULLPHYSICS + randomized parameters), from the model."""
-    from theia_eval.envs.experts.mpc import state_size
-
     env = load_env(task)
     try:
-        return state_size(env.physics.model.ptr) + sum(len(p.columns) for p in task.params)
+        return state_size(env.physics.model.ptr) + params_size(task.params)
     finally:
         env.close()
 
@@ -202,7 +188,7 @@ def task_spec(task: DMCTask) -> TaskSpec:
     """The TaskSpec of one DMC task."""
     return TaskSpec(name=f"{FAMILY}/{task.name}", suite=FAMILY, camera=task.camera,
                     horizon=task.horizon, action_dim=task.action_dim, proprio_dim=0,
-                    state_dim=STATE_DIMS[task.domain] + sum(len(p.columns) for p in task.params),
+                    state_dim=STATE_DIMS[task.domain] + params_size(task.params),
                     make_sim=_make_sim, proprio=no_proprio, make_expert=_make_expert,
                     upstream_id=task.upstream_id,
                     description=f"dm_control {task.domain}-{task.task}, action repeat "

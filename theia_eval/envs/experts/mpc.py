@@ -1,12 +1,14 @@
 """Sampling-based model-predictive control on MuJoCo's native batched rollouts (`mujoco.rollout`).
 
 The planner keeps a nominal plan of `horizon` knots (one action per knot, held for `knot_steps`
-physics steps). Each call perturbs the plan with Gaussian noise (`samples` candidates, the unperturbed
+physics steps: one policy step). Each call perturbs the plan with Gaussian noise (drawn once per
+`noise_hold` knots) (`samples` candidates, the unperturbed
 plan included), rolls every candidate out from the current simulator state in one native call, scores
 them with a task reward, and moves the plan to the softmax-weighted mean of the candidates (MPPI with
 a temperature relative to the score spread). The first knot is returned; the plan is shifted by one
 knot for the next call (warm start).
 
+Plans are raw controls (within each actuator's ctrlrange); noise is scaled by the half range.
 The simulator state is MuJoCo's `mjSTATE_FULLPHYSICS` vector (time, qpos, qvel, act, ...): the
 planner never touches the environment's own MjData, so the episode stays bit-exact for replay.
 """
@@ -29,42 +31,18 @@ class MPCConfig:
 
     samples: int = 64  # candidate plans per call (the nominal plan is one of them)
     horizon: int = 12  # knots in the plan
-    noise: float = 0.3  # std of the Gaussian perturbation, in action units
+    noise: float = 0.3  # std of the Gaussian perturbation, in half control ranges
     temperature: float = 0.1  # softmax temperature, in units of the candidates' score spread
     iterations: int = 1  # refinement rounds per call
+    noise_hold: int = 1  # consecutive knots sharing one noise draw (smoother, fewer dimensions)
     seed: int = 0
     threads: int = 1  # native rollout threads (1: the calling thread; demo workers are processes)
 
     def __post_init__(self) -> None:
-        if self.samples < 2 or self.horizon < 1 or self.iterations < 1 or self.threads < 1:
+        if min(self.horizon, self.iterations, self.threads, self.noise_hold) < 1 or self.samples < 2:
             raise InputError(f"MPC needs samples >= 2, horizon, iterations and threads >= 1: {self}")
         if self.noise <= 0 or self.temperature <= 0:
             raise InputError(f"MPC noise and temperature must be positive: {self}")
-
-
-def state_size(model) -> int:
-    """Length of the mjSTATE_FULLPHYSICS vector of a model."""
-    import mujoco
-
-    return mujoco.mj_stateSize(model, mujoco.mjtState.mjSTATE_FULLPHYSICS)
-
-
-def full_state(model, data) -> np.ndarray:
-    """The mjSTATE_FULLPHYSICS vector of `data` (time, qpos, qvel, act, ...)."""
-    import mujoco
-
-    out = np.empty(state_size(model))
-    mujoco.mj_getState(model, data, out, mujoco.mjtState.mjSTATE_FULLPHYSICS)
-    return out
-
-
-def set_full_state(model, data, state: np.ndarray) -> None:
-    """Load a mjSTATE_FULLPHYSICS vector into `data` and recompute derived quantities."""
-    import mujoco
-
-    mujoco.mj_setState(model, data, np.asarray(state, dtype=np.float64),
-                       mujoco.mjtState.mjSTATE_FULLPHYSICS)
-    mujoco.mj_forward(model, data)
 
 
 class SamplingMPC:
@@ -80,6 +58,7 @@ class SamplingMPC:
         self.model, self.reward, self.cfg = model, reward, cfg
         self.knot_steps, self.reward_every = int(knot_steps), int(reward_every)
         self.low, self.high = model.actuator_ctrlrange.T.copy()
+        self.center, self.half_range = (self.low + self.high) / 2, (self.high - self.low) / 2
         self.datas = [mujoco.MjData(model) for _ in range(cfg.threads)]
         self.nq, self.nv = model.nq, model.nv
         self.reset()
@@ -87,16 +66,23 @@ class SamplingMPC:
     def reset(self) -> None:
         """Forget the plan (start of an episode) and reseed the sampler."""
         self.rng = np.random.default_rng(self.cfg.seed)
-        self.plan = np.zeros((self.cfg.horizon, self.model.nu))
+        self.plan = np.tile(self.center, (self.cfg.horizon, 1))
 
     def candidates(self) -> np.ndarray:
         """(samples, horizon, nu) plans: the nominal one, then Gaussian perturbations, clipped."""
-        noise = self.rng.normal(0.0, self.cfg.noise, (self.cfg.samples - 1,) + self.plan.shape)
+        horizon, hold = self.cfg.horizon, self.cfg.noise_hold
+        draws = self.rng.normal(0.0, 1.0, (self.cfg.samples - 1, -(-horizon // hold), self.model.nu))
+        noise = np.repeat(draws, hold, axis=1)[:, :horizon] * (self.cfg.noise * self.half_range)
         plans = np.concatenate([self.plan[None], self.plan[None] + noise])
         return np.clip(plans, self.low, self.high)
 
     def scores(self, state: np.ndarray, plans: np.ndarray) -> np.ndarray:
-        """Summed task reward of each plan rolled out from `state`."""
+        """Summed task reward of each plan rolled out from `state`.
+
+        The reward of a step reads the sensordata of its last physics step, which MuJoCo computes
+        before integrating: positions lag one physics step, exactly like the envs' own rewards
+        (they read data.xpos/site_xpos after mj_step).
+        """
         from mujoco import rollout
 
         controls = np.repeat(plans, self.knot_steps, axis=1)

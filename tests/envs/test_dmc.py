@@ -1,0 +1,205 @@
+"""DMC tasks: registry facts, seeding, action repeat, the success/score rules, experts, demos, CLI."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from theia_eval.cli import main
+from theia_eval.envs import get_suite, get_task, make_env
+from theia_eval.envs.dataset import open_demos
+from theia_eval.envs.demos import DemoConfig, collect, demo_path
+from theia_eval.envs.dmc import DMC_TASKS, STATE_DIMS, facts, load_env, state_dim
+from theia_eval.envs.experts.dmc import ReacherExpert, make_expert
+from theia_eval.envs.renderer import RenderSpec
+from theia_eval.envs.tasks import SCORE_FUNCTIONS
+from theia_eval.errors import InputError, UnknownNameError
+
+SMALL = RenderSpec("fast", 64, 56)
+SUITE = ("dmc/walker-stand", "dmc/walker-walk", "dmc/reacher-easy", "dmc/cheetah-run",
+         "dmc/finger-spin")
+
+
+def test_suite_and_protocol_facts():
+    suite = get_suite("cortexbench-dmc")
+    assert suite.tasks == SUITE and suite.demos_per_task == 100 and suite.eval_episodes == 10
+    repeats = {t: facts(get_task(t)).action_repeat for t in SUITE}
+    assert repeats == {"dmc/walker-stand": 2, "dmc/walker-walk": 2, "dmc/reacher-easy": 4,
+                       "dmc/cheetah-run": 4, "dmc/finger-spin": 2}
+    for name in SUITE:
+        spec, dmc = get_task(name), facts(get_task(name))
+        assert spec.horizon * dmc.action_repeat == 1000 and spec.proprio_dim == 0
+        assert spec.suite == "dmc" and spec.upstream_id.startswith("dmc_")
+        env = load_env(dmc)
+        model = env.physics.model.ptr
+        assert model.camera(0).name == spec.camera  # the protocol's camera_id 0
+        assert model.nu == spec.action_dim
+        env.close()
+
+
+@pytest.mark.parametrize("task", sorted(DMC_TASKS))
+def test_state_dims_match_models(task):
+    dmc = DMC_TASKS[task]
+    assert state_dim(dmc) == get_task(f"dmc/{task}").state_dim
+    assert STATE_DIMS[dmc.domain] + len(dmc.params) * 2 == get_task(f"dmc/{task}").state_dim
+
+
+def test_unknown_task_names_suggest_close_ones():
+    with pytest.raises(UnknownNameError, match="dmc/walker-walk"):
+        get_task("dmc/walker-wlk")
+    with pytest.raises(UnknownNameError, match="cortexbench-dmc"):
+        get_suite("cortexbench-dcm")
+
+
+def test_seeded_episodes_repeat_and_differ():
+    with make_env("dmc/reacher-easy", resolution=64, crop=56) as env:
+        a, b = env.reset(7), env.reset(7)
+        c = env.reset(8)
+    assert np.array_equal(a["state"], b["state"]) and np.array_equal(a["rgb"], b["rgb"])
+    assert not np.allclose(a["state"][-2:], c["state"][-2:])  # another target
+    assert a["rgb"].shape == (56, 56, 3) and a["proprio"].shape == (0,)
+
+
+def test_step_repeats_the_action_and_sums_the_reward():
+    """One policy step = action_repeat dm_control steps of the same action, rewards summed."""
+    spec = get_task("dmc/cheetah-run")
+    sim = spec.make_sim(spec, horizon=spec.horizon)
+    ref = load_env(facts(spec))
+    sim.reset(3)
+    ref.task._random = np.random.RandomState(3)
+    ref.reset()
+    action = np.linspace(-1, 1, spec.action_dim)
+    _, reward, _ = sim.step(action)
+    expected = sum(ref.step(action).reward for _ in range(4))
+    assert reward == pytest.approx(expected, abs=1e-12)
+    assert np.array_equal(sim.data.qpos, ref.physics.data.qpos)
+    assert sim.data.time == pytest.approx(4 * ref.control_timestep())
+    sim.close()
+    ref.close()
+
+
+def test_dm_control_never_loads_its_gl_backend():
+    """dm_control's EGL backend would load libOpenGL globally; importing torchvision afterwards
+    segfaults. Our envs render with mujoco.Renderer, so dm_control's backend stays disabled."""
+    import subprocess
+    import sys
+
+    code = ("from theia_eval.envs import make_env\n"
+            "env = make_env('dmc/walker-walk', resolution=32, crop=None); env.reset(0); env.render()\n"
+            "import dm_control._render as r; assert r.BACKEND == 'off', r.BACKEND\n"
+            "import torchvision; env.close(); print('ok')")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.strip().endswith("ok"), out.stderr[-2000:]
+
+
+def test_success_flag_only_at_the_end_with_expert_level_return():
+    """reacher-easy, horizon 3: the flag is False before the last step; at the last step it is
+    return >= 900 x (12 / 1000)."""
+    with make_env("dmc/reacher-easy", resolution=64, crop=56, horizon=3) as env:
+        env.reset(0, render=False)
+        expert = make_expert(facts(env.task))
+        total, flags = 0.0, []
+        for _ in range(3):
+            _, reward, done, info = env.step(expert.get_action(env.raw_state), render=False)
+            total += reward
+            flags.append(info["success"])
+    assert flags[:2] == [False, False] and done
+    assert flags[2] == (total >= 900 * 12 / 1000) and info["episode_success"] == flags[2]
+
+
+def test_score_is_return_over_ten_and_reaches_the_evaluation():
+    from theia_eval.policies.evaluate import aggregate
+
+    assert SCORE_FUNCTIONS["dmc"](873.0) == pytest.approx(87.3)
+    out = aggregate([{"success": True, "return": 900.0}, {"success": False, "return": 500.0}],
+                    "dmc", elapsed=1.0)
+    assert out["normalized_score"] == pytest.approx(70.0)
+    assert "normalized_score" not in aggregate([{"success": True, "return": 1.0}], "metaworld", 1.0)
+
+
+def test_reacher_expert_reaches_the_expected_return():
+    """A full 1000-step episode (250 policy steps) of the analytic expert scores >= 900."""
+    spec = get_task("dmc/reacher-easy")
+    sim = spec.make_sim(spec, horizon=spec.horizon)
+    expert = make_expert(facts(spec))
+    assert isinstance(expert, ReacherExpert)
+    returns = []
+    for seed in (0, 1):
+        state, total = sim.reset(seed), 0.0
+        for _ in range(spec.horizon):
+            state, reward, info = sim.step(expert.get_action(state))
+            total += reward
+        returns.append(total)
+        assert info["success"]
+    sim.close()
+    assert min(returns) >= 900
+
+
+def test_reacher_inverse_kinematics_puts_the_tip_on_the_target():
+    expert = ReacherExpert(DMC_TASKS["reacher-easy"])
+    target = np.array([0.1, -0.15])
+    q = expert.joint_targets(target, np.array([0.0, 0.5]))
+    tip = (expert.l1 * np.array([np.cos(q[0]), np.sin(q[0])])
+           + expert.l2 * np.array([np.cos(q[0] + q[1]), np.sin(q[0] + q[1])]))
+    assert np.allclose(tip, target, atol=1e-9) and q[1] > 0
+
+
+def test_walker_stand_mpc_gets_up():
+    """The MPC expert lifts the walker from a random fallen pose to standing height in 1.5 s."""
+    spec = get_task("dmc/walker-stand")
+    sim = spec.make_sim(spec, horizon=spec.horizon)
+    expert = make_expert(facts(spec), samples=16, horizon=12)
+    state = sim.reset(0)
+    rewards = []
+    for _ in range(30):
+        state, reward, _ = sim.step(expert.get_action(state))
+        rewards.append(reward)
+    height = 1.3 + sim.data.qpos[0]
+    sim.close()
+    assert height > 1.1 and np.mean(rewards[-5:]) > 1.6  # max 2 per step (repeat 2)
+
+
+def test_mpc_expert_does_not_touch_the_env_and_resets_per_episode():
+    spec = get_task("dmc/finger-spin")
+    sim = spec.make_sim(spec, horizon=spec.horizon)
+    expert = make_expert(facts(spec), samples=8, horizon=3)
+    state = sim.reset(1)
+    before = sim.state()
+    first = expert.get_action(state)
+    assert np.array_equal(sim.state(), before)
+    for _ in range(3):
+        state, _, _ = sim.step(expert.get_action(state))
+    again = expert.get_action(sim.reset(1))  # time went back: a fresh plan and sampler
+    sim.close()
+    assert np.array_equal(first, again)
+
+
+def test_unknown_expert_and_bad_mpc_settings():
+    from theia_eval.envs.dmc import DMCTask
+    from theia_eval.envs.experts.mpc import MPCConfig
+
+    with pytest.raises(InputError, match="no expert for dmc/walker-run"):
+        make_expert(DMCTask("walker-run", "walker", "run", 2, "side", 6, 700.0))
+    with pytest.raises(InputError, match="samples >= 2"):
+        MPCConfig(samples=1)
+
+
+def test_collect_one_reacher_demo_full_length(tmp_path):
+    cfg = DemoConfig(num_demos=1, workers=0, render=SMALL, progress=False, valid_fraction=0.0)
+    (report,) = collect(["dmc/reacher-easy"], tmp_path, cfg)
+    assert report.demos == 1 and report.path == demo_path(tmp_path, get_task("dmc/reacher-easy"))
+    with open_demos(report.path, expect_preset="fast", expect_resolution=64) as demos:
+        demo = demos[0]
+        assert len(demo) == 250  # post_success_steps never shortens a DMC episode
+        assert demo.rewards.sum() >= 900 and demo.success[-1] and not demo.success[:-1].any()
+        assert demo.frames(0, 2).shape == (2, 56, 56, 3) and demo.proprio.shape == (250, 0)
+        assert demos.meta.camera == "fixed" and demos.meta.suite == "dmc"
+
+
+def test_cli_lists_and_collects_dmc(tmp_path, capsys):
+    assert main(["tasks", "suite=cortexbench-dmc"]) == 0
+    out = capsys.readouterr().out
+    assert "dmc/cheetah-run" in out and "camera side, horizon 250, action 6, proprio 0, expert" in out
+    args = ["demos", "task=dmc/reacher-easy", "num_demos=1", f"out_dir={tmp_path}",
+            "resolution=48", "crop=null", "workers=0", "progress=false"]
+    assert main(args) == 0
+    assert "dmc/reacher-easy: 1 demos (1 new, 0 failed seeds)" in capsys.readouterr().out

@@ -1,0 +1,349 @@
+"""From a sweep config to a plan: validated names, resolved cell configs, cell identities, stage jobs.
+
+A sweep config (configs/sweep/<name>.yaml) names encoders, an optional distill stage (its students join
+the encoder list under their labels), suites and/or tasks, heads, seeds, the demo recipe and overrides of
+configs/train.yaml. `build_plan` checks every name and key before any work starts, then lists the jobs
+of the four stages, in order:
+
+  demos    one per task: collect the expert demos (shared by every cell of the task)
+  distill  one per student: render its frame set if asked, distill, export
+  embed    one per (encoder, input kind): the embedding cache of every task's demos
+  train    one per cell (encoder x task x head x seed): train_task, then append rows to the store
+
+A cell's identity (`config_hash`) is the hash of what decides its result: encoder name and weights (a
+student's distill config, not its path), task, head, seed, the bc/eval settings and the demo recipe.
+Paths, devices, progress bars and the number of parallel environments are not part of it.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, ListConfig, OmegaConf
+
+from theia_eval.errors import InputError, unknown_name
+from theia_eval.sweeps.protocol import deviations, protocol_label
+
+PLAN_FORMAT = 1
+# keys of a cell config that do not change its result
+NON_IDENTITY = {"bc.progress", "eval.progress", "eval.video", "eval.video_episodes", "eval.num_envs", "device",
+                "out_dir", "cache_dir", "demos_dir", "demos", "suite", "weights", "encoder"}
+# keys of a distill config that do not change the student
+DISTILL_NON_IDENTITY = {"run_dir", "device", "resume", "cache_dir", "train.progress", "train.num_workers",
+                        "train.log_every", "train.tensorboard", "train.stop_at"}
+DEMO_KEYS = ("num_demos", "seed", "post_success_steps", "horizon", "max_failures", "preset", "resolution", "crop",
+             "camera", "workers", "compression", "compression_level", "valid_fraction")
+DEMO_IDENTITY = ("num_demos", "seed", "post_success_steps", "horizon", "preset", "resolution", "crop", "camera",
+                 "valid_fraction")
+
+
+def stable_hash(obj: Any, length: int = 16) -> str:
+    """sha256 of the canonical JSON of obj, truncated."""
+    text = json.dumps(obj, sort_keys=True, default=str, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:length]
+
+
+def to_plain(value: Any) -> Any:
+    """OmegaConf nodes -> plain Python containers (resolved)."""
+    if isinstance(value, (DictConfig, ListConfig)):
+        return OmegaConf.to_container(value, resolve=True)
+    return value
+
+
+def drop_keys(cfg: Mapping, dotted: set[str], prefix: str = "") -> dict:
+    """A copy of a nested dict without the dotted keys."""
+    out = {}
+    for k, v in cfg.items():
+        key = f"{prefix}{k}"
+        if key in dotted:
+            continue
+        out[k] = drop_keys(v, dotted, key + ".") if isinstance(v, Mapping) else v
+    return out
+
+
+# ------------------------------------------------------------------------------------------- encoders
+@dataclass(frozen=True)
+class EncoderEntry:
+    """An encoder of the sweep: a label (unique, shown on leaderboards), a registry name and weights."""
+
+    label: str
+    name: str
+    weights: str | None = None
+    student: str | None = None  # the distill-stage student whose export these weights are
+    weights_key: str | None = None  # what identifies the weights in cell hashes
+
+
+def parse_encoder(item: Any) -> EncoderEntry:
+    """'name' or {name, label?, weights?} -> EncoderEntry."""
+    item = to_plain(item)
+    if isinstance(item, str):
+        return EncoderEntry(item, item, None, None, None)
+    if isinstance(item, Mapping) and "name" in item and set(item) <= {"name", "label", "weights"}:
+        weights = None if item.get("weights") is None else str(item["weights"])
+        return EncoderEntry(str(item.get("label") or item["name"]), str(item["name"]), weights, None, weights)
+    raise InputError(f"bad encoder entry {item!r} in the sweep: give a registry name or {{name, label, weights}}.")
+
+
+def check_encoder(entry: EncoderEntry) -> None:
+    """The name is registered and, when no weights are given, its default weights are available offline."""
+    from theia_eval.encoders import get_encoder_config, list_encoders
+    from theia_eval.encoders.weights import weights_available
+
+    if entry.name not in list_encoders():
+        raise unknown_name("encoder", entry.name, list_encoders())
+    if entry.student is not None or entry.weights is not None:
+        if entry.weights and Path(entry.weights).expanduser().is_absolute() and not Path(entry.weights).exists():
+            raise InputError(f"weights {entry.weights} of encoder '{entry.label}' do not exist.")
+        return
+    if not weights_available(get_encoder_config(entry.name)):
+        raise InputError(f"encoder '{entry.name}' has no weights available offline: download them first "
+                         f"(HF_HUB_OFFLINE=0 theia-eval encoders {entry.name}), give {{name: {entry.name}, "
+                         "weights: PATH}, or drop it from the sweep.")
+
+
+# ------------------------------------------------------------------------------------------- students
+@dataclass(frozen=True)
+class StudentEntry:
+    """A student of the distill stage: its resolved distill config, frame-set settings and run dir."""
+
+    label: str
+    config: dict
+    frames: dict | None
+    run_dir: str
+    key: str  # hash of what decides the student
+
+
+STUDENT_KEYS = {"label", "teachers", "student", "data", "seed", "frames", "overrides"}
+
+
+def parse_student(item: Any, students_dir: Path, device: str) -> StudentEntry:
+    """A distill-stage entry -> StudentEntry (composes configs/distill.yaml with its settings)."""
+    from theia_eval.config import compose
+
+    item = to_plain(item)
+    if not isinstance(item, Mapping) or "label" not in item or set(item) - STUDENT_KEYS:
+        raise InputError(f"bad distill entry {item!r}: use keys {sorted(STUDENT_KEYS)} (label required).")
+    cfg = compose("distill", [])
+    settings = {k: item[k] for k in ("teachers", "student", "seed") if k in item}
+    frames = frame_settings(item["frames"]) if item.get("frames") is not None else None
+    if frames is None and item.get("data") is None:
+        raise InputError(f"student '{item['label']}' needs data=PATH (images) or frames={{...}} (a frame set "
+                         "the sweep renders).")
+    cfg = merge_checked(cfg, {**settings, **(item.get("overrides") or {})}, f"distill entry '{item['label']}'")
+    frames_dir = students_dir / "frames" / stable_hash(frames, 10) if frames else None
+    cfg.data = str(frames_dir) if frames_dir else str(item["data"])
+    ident = drop_keys(to_plain(cfg), DISTILL_NON_IDENTITY)
+    ident["frames"] = frames
+    key = stable_hash(ident, 12)
+    run_dir = students_dir / f"{item['label']}-{key}"
+    cfg.run_dir, cfg.device = str(run_dir), device
+    if frames is not None:
+        frames["out"] = str(frames_dir)
+    check_student(cfg)
+    return StudentEntry(str(item["label"]), to_plain(cfg), frames, str(run_dir), key)
+
+
+def frame_settings(value: Mapping) -> dict:
+    """configs/frames.yaml merged with the entry's frames block (unknown keys refused)."""
+    from theia_eval.config import compose
+
+    base = compose("frames", [])
+    merged = to_plain(merge_checked(base, dict(value), "frames block"))
+    merged.pop("out", None)
+    return merged
+
+
+def check_student(cfg: DictConfig) -> None:
+    """Teacher and student names exist (the teachers' weights are checked when they load)."""
+    from theia_eval.distill import sim_teachers  # noqa: F401  (registers the simulator teachers)
+    from theia_eval.distill.student import student_size
+    from theia_eval.distill.teacher_sets import resolve_teachers
+    from theia_eval.distill.teachers import TEACHERS
+    from theia_eval.encoders import list_encoders
+
+    student_size(cfg.student)
+    for spec in resolve_teachers(cfg.teachers, to_plain(cfg.get("teacher_weights"))):
+        if spec.name not in TEACHERS and spec.name not in list_encoders():
+            raise unknown_name("teacher", spec.name, [*TEACHERS, *list_encoders()])
+
+
+def merge_checked(base: DictConfig, overrides: Mapping, what: str) -> DictConfig:
+    """Merge a dict into a struct config; unknown keys raise an InputError naming them."""
+    from omegaconf.errors import OmegaConfBaseException
+
+    OmegaConf.set_struct(base, True)
+    try:
+        return OmegaConf.merge(base, OmegaConf.create(dict(overrides)))
+    except OmegaConfBaseException as exc:
+        key = getattr(exc, "full_key", None) or str(exc).split("\n")[0]
+        valid = ", ".join(str(k) for k in base.keys())
+        raise InputError(f"bad key '{key}' in the sweep's {what}: {str(exc).splitlines()[0]}. "
+                         f"Top-level keys there: {valid}.") from exc
+
+
+# ------------------------------------------------------------------------------------------- tasks
+def expand_tasks(suites: Iterable[str], tasks: Iterable[str]) -> list[str]:
+    """Suites' tasks then the named tasks, without repeats (every name checked)."""
+    from theia_eval.envs.tasks import get_suite, get_task
+
+    names = [t for s in suites for t in get_suite(s).tasks] + [get_task(t).name for t in tasks]
+    if not names:
+        raise InputError("the sweep names no tasks: give suites: [...] and/or tasks: [...].")
+    return list(dict.fromkeys(names))
+
+
+def demo_recipe(demos: Mapping) -> dict:
+    """The demo settings of the sweep (configs/demos.yaml keys), validated."""
+    from theia_eval.config import compose
+
+    base = to_plain(compose("demos", []))
+    unknown = set(demos) - set(DEMO_KEYS)
+    if unknown:
+        raise InputError(f"unknown keys {sorted(unknown)} in the sweep's demos block; valid: {', '.join(DEMO_KEYS)}.")
+    return {k: demos.get(k, base.get(k)) for k in DEMO_KEYS}
+
+
+def demos_dir_for(root: Path, recipe: Mapping) -> Path:
+    """Demo files of one recipe live in their own folder, so recipes never mix."""
+    crop = recipe["crop"] if recipe["crop"] is not None else "none"
+    tag = (f"{recipe['num_demos']}demos-{recipe['preset']}{recipe['resolution']}-crop{crop}-"
+           f"{stable_hash({k: recipe[k] for k in DEMO_IDENTITY}, 8)}")
+    return root / tag
+
+
+def demo_config(recipe: Mapping):
+    """envs.demos.DemoConfig of a recipe (collection happens in this process with recipe['workers'])."""
+    from theia_eval.envs.dataset import Storage
+    from theia_eval.envs.demos import DemoConfig
+    from theia_eval.envs.renderer import RenderSpec
+
+    return DemoConfig(num_demos=int(recipe["num_demos"]), base_seed=int(recipe["seed"]),
+                      post_success_steps=recipe["post_success_steps"], horizon=recipe["horizon"],
+                      max_failures=recipe["max_failures"], workers=int(recipe["workers"]),
+                      render=RenderSpec(recipe["preset"], int(recipe["resolution"]), recipe["crop"]),
+                      camera=recipe["camera"], storage=Storage(recipe["compression"], recipe["compression_level"]),
+                      valid_fraction=float(recipe["valid_fraction"]), progress=False)
+
+
+# ------------------------------------------------------------------------------------------- the plan
+@dataclass
+class Plan:
+    """Everything the stage jobs need, as JSON-able data (written to <out_dir>/plan.json)."""
+
+    name: str
+    out_dir: str
+    store: str
+    journal: str
+    threads: int | None
+    demos: list[dict] = field(default_factory=list)
+    distill: list[dict] = field(default_factory=list)
+    embed: list[dict] = field(default_factory=list)
+    train: list[dict] = field(default_factory=list)
+    format: int = PLAN_FORMAT
+
+    def stage(self, name: str) -> list[dict]:
+        return getattr(self, name)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=1, default=str)
+
+    @classmethod
+    def from_json(cls, text: str) -> "Plan":
+        data = json.loads(text)
+        if data.get("format") != PLAN_FORMAT:
+            raise InputError(f"plan format {data.get('format')} is not {PLAN_FORMAT}: re-run `theia-eval sweep`.")
+        return cls(**data)
+
+
+STAGES = ("demos", "distill", "embed", "train")
+
+
+def build_plan(cfg: DictConfig) -> Plan:
+    """Validate the sweep config and list every job (done or not). Raises before any work on bad input."""
+    from theia_eval.config import compose
+    from theia_eval.policies.heads import head_input_kind
+
+    sweep = cfg.sweep
+    out_dir = Path(cfg.out_dir)
+    students = [parse_student(s, Path(cfg.students_dir), cfg.device) for s in (sweep.get("students") or [])]
+    encoders = [EncoderEntry(s.label, "theia", s.run_dir, s.label, f"student:{s.key}") for s in students]
+    encoders += [parse_encoder(e) for e in (sweep.get("encoders") or [])]
+    check_unique([e.label for e in encoders], "encoder label")
+    for e in encoders:
+        check_encoder(e)
+    if not encoders:
+        raise InputError("the sweep names no encoders: give encoders: [...] and/or students: [...].")
+    tasks = expand_tasks(sweep.get("suites") or [], sweep.get("tasks") or [])
+    heads = [str(h) for h in sweep.heads]
+    kinds = {h: head_input_kind(h) for h in heads}
+    seeds = [int(s) for s in sweep.seeds]
+    check_unique(heads, "head")
+    check_unique([str(s) for s in seeds], "seed")
+    recipe = demo_recipe(to_plain(sweep.get("demos") or {}))
+    demos_dir = demos_dir_for(Path(cfg.demos_dir), recipe)
+    demo_jobs = [demo_job(t, recipe, demos_dir) for t in tasks]
+    base = merge_checked(compose("train", []), to_plain(sweep.get("train") or {}), "train block")
+    base = merge_checked(base, {"demos_dir": str(demos_dir), "cache_dir": str(cfg.cache_dir), "device": cfg.device,
+                                "bc": {"progress": False}, "eval": {"progress": False}}, "settings")
+    cells = [cell_job(base, e, t, h, s, kinds[h], recipe, out_dir, sweep.name)
+             for e in encoders for t in tasks for h in heads for s in seeds]
+    embeds = embed_jobs(cells, base)
+    return Plan(sweep.name, str(out_dir), str(cfg.store), cfg.store_journal, cfg.get("threads"), demo_jobs,
+                [asdict(s) for s in students], embeds, cells)
+
+
+def check_unique(items: list[str], what: str) -> None:
+    seen = [x for i, x in enumerate(items) if x in items[:i]]
+    if seen:
+        raise InputError(f"{what} '{seen[0]}' appears twice in the sweep; labels must be unique "
+                         "(give {name, label} entries).")
+
+
+def demo_job(task: str, recipe: Mapping, demos_dir: Path) -> dict:
+    """Collect (or check) the demos of one task."""
+    from theia_eval.envs.demos import demo_path
+    from theia_eval.envs.tasks import get_task
+
+    spec = get_task(task)
+    path = demo_path(demos_dir, spec)
+    if spec.make_expert is None and not path.is_file():
+        raise InputError(f"{task} has no scripted expert and {path} does not exist: import its demos first "
+                         f"(`theia-eval demos --import PICKLE task={task} out={path}`).")
+    return {"id": task, "task": task, "recipe": dict(recipe), "demos_dir": str(demos_dir), "path": str(path),
+            "collect": spec.make_expert is not None}
+
+
+def cell_job(base: DictConfig, enc: EncoderEntry, task: str, head: str, seed: int, kind: str, recipe: Mapping,
+             out_dir: Path, sweep: str) -> dict:
+    """One train cell: its resolved train config, identity hash and protocol label."""
+    from theia_eval.envs.tasks import get_task
+
+    spec = get_task(task)
+    cfg = to_plain(base)
+    cfg.update(encoder=enc.name, weights=enc.weights, task=task, suite=None, head=head, seed=seed)
+    ident = drop_keys(cfg, NON_IDENTITY)
+    ident.update(encoder={"name": enc.name, "weights": enc.weights_key},
+                 demos={k: recipe[k] for k in DEMO_IDENTITY})
+    config_hash = stable_hash(ident, 16)
+    cfg["out_dir"] = str(out_dir / "runs" / enc.label.replace("/", "_") / config_hash[:12])
+    devs = deviations(cfg, recipe, spec.suite)
+    return {"id": config_hash, "config_hash": config_hash, "label": enc.label, "encoder": asdict(enc),
+            "task": task, "suite": spec.suite, "head": head, "kind": kind, "seed": seed, "config": cfg,
+            "protocol": protocol_label(devs), "deviations": devs, "sweep": sweep}
+
+
+def embed_jobs(cells: list[dict], base: DictConfig) -> list[dict]:
+    """One job per (encoder label, input kind): the caches of all its tasks, built once for every seed/head."""
+    groups: dict[tuple[str, str], dict] = {}
+    for c in cells:
+        job = groups.setdefault((c["label"], c["kind"]), {
+            "id": f"{c['label']}:{c['kind']}", "label": c["label"], "encoder": c["encoder"], "kind": c["kind"],
+            "tasks": [], "cache_dir": str(base.cache_dir), "demos_dir": str(base.demos_dir),
+            "split": base.get("split"), "device": str(base.device)})
+        if c["task"] not in job["tasks"]:
+            job["tasks"].append(c["task"])
+    return list(groups.values())
