@@ -1,122 +1,113 @@
-"""`theia-eval quickstart`: encode real images with every offline encoder; registry, token stats, entropy.
+"""`theia-eval quickstart` (`make quickstart`): the whole pipeline, small, on a CPU, in about ten minutes.
 
-Outputs (in out_dir): encoders.json (every number with its config), encoders.md (table), norm_hist.png.
+1. runs the sweep configs/sweep/quickstart.yaml: collects a few Meta-World demos (fast render preset),
+   renders frames and distills a nano student from the `offline` teacher set, caches embeddings, trains
+   and evaluates a spatial head for each encoder (the student, theia-offline, efficientnet-lite0, a random
+   ViT of the student's size, pixels) on two tasks (a reduced protocol, labelled as such everywhere);
+2. writes the leaderboard (markdown, CSV, HTML, score-vs-GFLOPs plot), the feature-norm-entropy report
+   and report.html (everything in one offline page) to out_dir, plus run_info.md (command, machine, times).
+A second run finds everything done and only rewrites the reports.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import platform
+import shlex
+import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
-from theia_eval.analysis.entropy import bin_sensitivity, norm_entropy, token_norms
 from theia_eval.config import compose, split_args
-from theia_eval.encoders import create_encoder, get_encoder_config, list_encoders
-from theia_eval.encoders.commands import format_table, registry_rows
-from theia_eval.encoders.weights import weights_available
-from theia_eval.errors import InputError, unknown_name
-from theia_eval.io import atomic_write_text
+from theia_eval.io import atomic_write_json, atomic_write_text
 
 
-def skimage_images(cfg: DictConfig) -> np.ndarray:
-    """scikit-image's bundled colour photos, center-cropped square and resized to 224."""
+def sweep_config(cfg: DictConfig) -> DictConfig:
+    """The `sweep` verb's config for the quickstart: everything under work_dir, in this process."""
+    work = Path(cfg.work_dir)
+    return compose("sweep", [f"sweep={cfg.sweep}", f"out_dir={work}", f"store={work / 'results.sqlite'}",
+                             f"demos_dir={work / 'demos'}", f"cache_dir={work / 'cache'}",
+                             f"students_dir={work / 'students'}", "launcher=sequential", f"device={cfg.device}",
+                             f"threads={cfg.threads}", "leaderboard=false", *cfg.sweep_overrides])
+
+
+def entropy_config(cfg: DictConfig, store: Path, sweep_name: str) -> DictConfig:
+    images = f"demos:{Path(cfg.work_dir) / 'demos'}" if cfg.entropy.images == "demos" else cfg.entropy.images
+    e = cfg.entropy
+    return compose("entropy", ["encoders=results", f"results={store}", f"images={images}",
+                               f"num_images={e.num_images}", f"bins={e.bins}",
+                               f"bins_list=[{','.join(str(b) for b in e.bins_list)}]", f"token_set={e.token_set}",
+                               f"score.sweep={sweep_name}", f"out_dir={cfg.out_dir}", f"device={cfg.device}"])
+
+
+def machine() -> dict:
+    """What ran it: CPU, cores, memory, OS, Python and the pinned libraries."""
     import torch
 
-    from skimage import data
-    from theia_eval.encoders.images import Preprocess
-
-    photos = [data.chelsea(), data.coffee(), data.astronaut(), data.rocket()]
-    pre = Preprocess(resize=224, crop=224, mean=(0, 0, 0), std=(1 / 255,) * 3, scale=1.0)
-    batch = [pre(torch.from_numpy(p).permute(2, 0, 1)[None]).round().clamp(0, 255).byte() for p in photos]
-    return torch.cat(batch).permute(0, 2, 3, 1).numpy()
-
-
-def metaworld_images(cfg: DictConfig) -> np.ndarray:
-    """Frames rendered from Meta-World expert rollouts (fast preset, 224 px)."""
-    from theia_eval.envs.frames import render_expert_frames
-
-    return np.concatenate([render_expert_frames(t, cfg.frames_per_task, seed=cfg.seed) for t in cfg.tasks])
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem = (os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")) / 2**30 if hasattr(os, "sysconf") else None
+    return {"cpu": cpu, "cores": os.cpu_count(), "memory_gib": round(mem, 1) if mem else None,
+            "os": platform.platform(), "python": platform.python_version(), "torch": torch.__version__,
+            "torch_threads": torch.get_num_threads()}
 
 
-IMAGE_SOURCES: dict[str, Callable[[DictConfig], np.ndarray]] = {"skimage": skimage_images,
-                                                                 "metaworld": metaworld_images}
+def stage_seconds(report) -> dict[str, float]:
+    return {s: round(sum(r.get("seconds", 0) for r in rs), 1) for s, rs in report.results.items()}
 
 
-def offline_encoders(spec) -> list[str]:
-    if spec == "offline":
-        return [n for n in list_encoders() if weights_available(get_encoder_config(n))]
-    return list(spec)
-
-
-def encoder_record(name: str, images: np.ndarray, cfg: DictConfig) -> tuple[dict, np.ndarray]:
-    """Encode once to warm up, time a second pass, and compute token statistics and entropy."""
-    enc = create_encoder(name, device=cfg.device)
-    enc(images[:2])
-    t0 = time.perf_counter()
-    out = enc(images)
-    ms = 1000 * (time.perf_counter() - t0) / len(images)
-    norms = token_norms(out.tokens)
-    ent = norm_entropy(norms, cfg.entropy_bins)
-    return {"encoder": name, "weights": enc.weights_id, "tokens": list(out.tokens.shape[1:]),
-            "summary_dim": out.summary.shape[1], "ms_per_img": round(ms, 2),
-            "norm_mean": float(norms.mean()), "norm_std": float(norms.std()),
-            "entropy": ent.to_dict(), "entropy_by_bins": bin_sensitivity(norms)}, norms
-
-
-def write_outputs(out_dir: Path, records: list[dict], norms: dict[str, np.ndarray], cfg: DictConfig) -> None:
-    out_dir.mkdir(parents=True, exist_ok=True)
-    payload = {"config": OmegaConf.to_container(cfg, resolve=True), "records": records}
-    atomic_write_text(out_dir / "encoders.json", json.dumps(payload, indent=2))
-    rows = [{"encoder": r["encoder"], "tokens": "x".join(map(str, r["tokens"])), "ms/img": r["ms_per_img"],
-             "norm mean": f"{r['norm_mean']:.3f}", f"entropy ({cfg.entropy_bins} bins)": f"{r['entropy']['entropy']:.3f}"}
-            for r in records]
-    atomic_write_text(out_dir / "encoders.md", format_table(rows, tuple(rows[0])) + "\n")
-    plot_norm_histograms(norms, out_dir / "norm_hist.png", cfg.entropy_bins)
-
-
-def plot_norm_histograms(norms: dict[str, np.ndarray], path: Path, bins: int) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, len(norms), figsize=(3.2 * len(norms), 2.8), squeeze=False)
-    for ax, (name, n) in zip(axes[0], norms.items()):
-        ax.hist(n, bins=bins, color="tab:blue")
-        ax.set_title(name, fontsize=9)
-        ax.set_xlabel("token L2 norm")
-    fig.tight_layout()
-    tmp = path.with_suffix(".tmp.png")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    os.replace(tmp, path)
+def write_run_info(out: Path, info: dict) -> None:
+    lines = ["# Quickstart run", "", f"Command: `{info['command']}`", "",
+             f"Machine: {info['machine']['cpu']}, {info['machine']['cores']} cores, "
+             f"{info['machine']['memory_gib']} GiB, {info['machine']['os']}, Python {info['machine']['python']}, "
+             f"torch {info['machine']['torch']} ({info['machine']['torch_threads']} threads).", "",
+             f"Wall time: {info['wall_s']} s (stages: {info['stages_s'] or 'all reused'}). "
+             f"Cells run now: {info['cells_run']}, already finished: {info['cells_reused']}.", "",
+             "Protocol: REDUCED (see the deviations in leaderboard.md); not CortexBench numbers.", ""]
+    atomic_write_json(out / "run_info.json", info)
+    atomic_write_text(out / "run_info.md", "\n".join(lines))
 
 
 def run(argv: list[str]) -> int:
+    from theia_eval.analysis.commands import write_entropy, write_leaderboard
+    from theia_eval.sweeps.commands import run_sweep
+
     overrides, rest = split_args(argv)
     argparse.ArgumentParser(prog="theia-eval quickstart", description=__doc__,
-                            epilog="Config keys: see configs/quickstart.yaml").parse_args(rest)
+                            formatter_class=argparse.RawDescriptionHelpFormatter,
+                            epilog="Config keys: configs/quickstart.yaml; the grid: configs/sweep/quickstart.yaml"
+                            ).parse_args(rest)
+    t0 = time.perf_counter()
     cfg = compose("quickstart", overrides)
-    for s in cfg.image_sources:
-        if s not in IMAGE_SOURCES:
-            raise unknown_name("image source", s, IMAGE_SOURCES)
-    print(format_table(registry_rows()), "\n")
-    images = np.concatenate([IMAGE_SOURCES[s](cfg) for s in cfg.image_sources])
-    names = offline_encoders(cfg.encoders)
-    if not names:
-        raise InputError("no encoder has weights offline: pass encoders=[pixels,...] or supply weights.")
-    print(f"encoding {len(images)} images ({', '.join(cfg.image_sources)}) with: {', '.join(names)}")
-    records, norms = [], {}
-    for n in names:
-        records_n, norms[n] = encoder_record(n, images, cfg)
-        records.append(records_n)
-    out_dir = Path(cfg.out_dir)
-    write_outputs(out_dir, records, norms, cfg)
-    print((out_dir / "encoders.md").read_text())
-    print(f"wrote {out_dir}/encoders.json, encoders.md, norm_hist.png")
+    out = Path(cfg.out_dir)
+    scfg = sweep_config(cfg)
+    report = run_sweep(scfg)
+    store = Path(scfg.store)
+    paths = write_leaderboard(store, out, report.plan.name)
+    entropy = write_entropy(entropy_config(cfg, store, report.plan.name))
+    ran = len(report.results.get("train", []))
+    info = {"command": shlex.join(["theia-eval", "quickstart", *argv]), "argv0": sys.argv[0], "machine": machine(),
+            "wall_s": round(time.perf_counter() - t0, 1), "stages_s": stage_seconds(report), "cells_run": ran,
+            "cells_reused": len(report.plan.train) - ran, "failures": report.failures, "blocked": report.blocked}
+    write_run_info(out, info)
+    if not paths.get("empty"):
+        print(paths["md"].read_text())
+    corr = json.loads(entropy["json"].read_text()).get("correlation")
+    print("entropy vs score: " + (corr["verdict"] if corr else "no scores to correlate with."))
+    print(f"\nquickstart finished in {info['wall_s']} s. Open {paths['report']} (everything in one offline page);\n"
+          f"tables: {paths['md']}, {paths['csv']}; entropy: {entropy['md']}; plots: {out}/*.png; "
+          f"store: {store}; run info: {out / 'run_info.md'}")
+    if report.failures or report.blocked:
+        print(f"{len(report.failures)} job(s) failed (listed above); re-run `make quickstart` after fixing them: "
+              "finished work is kept.", file=sys.stderr)
+        return 1
     return 0

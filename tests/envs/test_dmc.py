@@ -13,6 +13,7 @@ from theia_eval.envs.experts.dmc import ReacherExpert, make_expert
 from theia_eval.envs.renderer import RenderSpec
 from theia_eval.envs.tasks import SCORE_FUNCTIONS
 from theia_eval.errors import InputError, UnknownNameError
+from theia_eval.policies.evaluate import aggregate  # imports torchvision before any GL context
 
 SMALL = RenderSpec("fast", 64, 56)
 SUITE = ("dmc/walker-stand", "dmc/walker-walk", "dmc/reacher-easy", "dmc/cheetah-run",
@@ -78,15 +79,16 @@ def test_step_repeats_the_action_and_sums_the_reward():
 
 
 def test_dm_control_never_loads_its_gl_backend():
-    """dm_control's EGL backend would load libOpenGL globally; importing torchvision afterwards
-    segfaults. Our envs render with mujoco.Renderer, so dm_control's backend stays disabled."""
+    """dm_control's EGL backend loads libOpenGL globally at import, after which importing
+    torchvision segfaults; we render with mujoco.Renderer, so that backend stays disabled.
+    (Any GL context created before importing torchvision crashes it too: import it first.)"""
     import subprocess
     import sys
 
     code = ("from theia_eval.envs import make_env\n"
-            "env = make_env('dmc/walker-walk', resolution=32, crop=None); env.reset(0); env.render()\n"
+            "env = make_env('dmc/walker-walk', resolution=32, crop=None); env.reset(0, render=False)\n"
             "import dm_control._render as r; assert r.BACKEND == 'off', r.BACKEND\n"
-            "import torchvision; env.close(); print('ok')")
+            "import torchvision; assert env.render().shape == (32, 32, 3); env.close(); print('ok')")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and out.stdout.strip().endswith("ok"), out.stderr[-2000:]
 
@@ -107,8 +109,6 @@ def test_success_flag_only_at_the_end_with_expert_level_return():
 
 
 def test_score_is_return_over_ten_and_reaches_the_evaluation():
-    from theia_eval.policies.evaluate import aggregate
-
     assert SCORE_FUNCTIONS["dmc"](873.0) == pytest.approx(87.3)
     out = aggregate([{"success": True, "return": 900.0}, {"success": False, "return": 500.0}],
                     "dmc", elapsed=1.0)
@@ -134,6 +134,23 @@ def test_reacher_expert_reaches_the_expected_return():
     assert min(returns) >= 900
 
 
+@pytest.mark.parametrize("task", ["walker-stand", "walker-walk", "cheetah-run"])
+def test_planning_rewards_are_the_task_rewards(task):
+    """The MPC scores rollouts with dm_control's own reward, written on arrays."""
+    from theia_eval.envs.experts.dmc import RECIPES
+
+    env = load_env(DMC_TASKS[task], seed=2)
+    env.reset()
+    rng = np.random.default_rng(0)
+    reward_fn = RECIPES[task].reward(env.physics.model.ptr)
+    for _ in range(20):
+        reward = env.step(rng.uniform(-1, 1, 6)).reward
+        data = env.physics.data
+        ours = reward_fn(data.qpos[None, None], data.qvel[None, None], data.sensordata[None, None])
+        assert ours[0, 0] == pytest.approx(reward, abs=1e-9)
+    env.close()
+
+
 def test_reacher_inverse_kinematics_puts_the_tip_on_the_target():
     expert = ReacherExpert(DMC_TASKS["reacher-easy"])
     target = np.array([0.1, -0.15])
@@ -156,6 +173,19 @@ def test_walker_stand_mpc_gets_up():
     height = 1.3 + sim.data.qpos[0]
     sim.close()
     assert height > 1.1 and np.mean(rewards[-5:]) > 1.6  # max 2 per step (repeat 2)
+
+
+def test_finger_spin_mpc_keeps_the_spinner_above_the_goal_speed():
+    """After spinning up, the MPC expert keeps the hinge at <= -15 rad/s most of the time."""
+    spec = get_task("dmc/finger-spin")
+    sim = spec.make_sim(spec, horizon=spec.horizon)
+    expert = make_expert(facts(spec))
+    state, rewards = sim.reset(0), []
+    for _ in range(120):
+        state, reward, _ = sim.step(expert.get_action(state))
+        rewards.append(reward)
+    sim.close()
+    assert np.sum(rewards[60:]) >= 0.7 * 2 * 60  # reward 1 per control step, 2 per policy step
 
 
 def test_mpc_expert_does_not_touch_the_env_and_resets_per_episode():

@@ -69,3 +69,27 @@ def card(summary: dict) -> str:
         "|---|---|---|---|---|---|", *fit_rows(summary), "",
         "Load: `create_encoder(\"theia\", weights=PATH)` with this directory or its run directory.", ""]
     return "\n".join(lines)
+
+
+def export_half(src: str | Path, dst: str | Path, card_text: str | None = None) -> Path:
+    """Copy an export directory with its weights stored in float16 (loaders upcast), e.g. to ship it in a package."""
+    import shutil
+    import uuid
+
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    src, dst = Path(src), Path(dst)
+    tmp = dst.with_name(f".{dst.name}.tmp-{uuid.uuid4().hex[:8]}")
+    shutil.copytree(src, tmp)
+    state = {k: v.to(torch.float16) if v.is_floating_point() else v for k, v in load_file(src / "model.safetensors").items()}
+    save_file(state, str(tmp / "model.safetensors"), metadata={"format": "pt", "stored_dtype": "float16"})
+    if card_text is not None:
+        (tmp / "CARD.md").write_text(card_text)
+    for p in tmp.rglob("*"):
+        p.chmod(0o755 if p.is_dir() else 0o644)
+    from theia_eval.encoders.theia_format import replace_dir
+
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    replace_dir(tmp, dst)
+    return dst

@@ -86,6 +86,8 @@ def dm_control_suite():
     """
     import sys
 
+    import mujoco  # noqa: F401  (first, under the real MUJOCO_GL: mujoco.Renderer needs it)
+
     if "dm_control._render" not in sys.modules:
         saved = os.environ.get("MUJOCO_GL")
         os.environ["MUJOCO_GL"] = "disable"
@@ -104,7 +106,7 @@ def dm_control_suite():
 def load_env(task: DMCTask, seed: int = 0):
     """A dm_control environment of `task` without a time limit (our env counts the steps)."""
     return dm_control_suite().load(task.domain, task.task,
-                      task_kwargs={"random": int(seed), "time_limit": float("inf")})
+                                   task_kwargs={"random": int(seed), "time_limit": float("inf")})
 
 
 class DMCSim:

@@ -58,8 +58,8 @@ def run_job(cfg: DictConfig) -> dict:
     try:
         return run_stage_job(str(cfg.stage), job, plan)
     except Exception as exc:  # reported by the parent with the others; the traceback goes to the job log
-        log.error("job %s %s failed:\n%s", cfg.stage, job["id"], traceback.format_exc())
-        return {"status": "failed", "stage": str(cfg.stage), "id": job["id"],
+        log.error("job %s %s failed:\n%s", cfg.stage, job.get("id"), traceback.format_exc())
+        return {"status": "failed", "stage": str(cfg.stage), "id": job.get("id"),
                 "error": f"{type(exc).__name__}: {exc}"}
 
 

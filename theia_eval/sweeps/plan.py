@@ -2,7 +2,7 @@
 
 A sweep config (configs/sweep/<name>.yaml) names encoders, an optional distill stage (its students join
 the encoder list under their labels), suites and/or tasks, heads, seeds, the demo recipe and overrides of
-configs/train.yaml. `build_plan` checks every name and key before any work starts, then lists the jobs
+configs/train.yaml, optionally per task family (suite_overrides: {dmc: {demos: {...}, train: {...}}}). `build_plan` checks every name and key before any work starts, then lists the jobs
 of the four stages, in order:
 
   demos    one per task: collect the expert demos (shared by every cell of the task)
@@ -88,6 +88,15 @@ def parse_encoder(item: Any) -> EncoderEntry:
     raise InputError(f"bad encoder entry {item!r} in the sweep: give a registry name or {{name, label, weights}}.")
 
 
+WEIGHT_SUFFIXES = (".pt", ".pth", ".bin", ".safetensors", ".ckpt")
+
+
+def looks_local(weights: str) -> bool:
+    """A file path rather than a hub id (owner/name) or a random-init request."""
+    return (weights.startswith(("/", ".", "~")) or Path(weights).suffix in WEIGHT_SUFFIXES
+            or Path(weights).expanduser().exists())
+
+
 def check_encoder(entry: EncoderEntry) -> None:
     """The name is registered and, when no weights are given, its default weights are available offline."""
     from theia_eval.encoders import get_encoder_config, list_encoders
@@ -95,9 +104,12 @@ def check_encoder(entry: EncoderEntry) -> None:
 
     if entry.name not in list_encoders():
         raise unknown_name("encoder", entry.name, list_encoders())
-    if entry.student is not None or entry.weights is not None:
-        if entry.weights and Path(entry.weights).expanduser().is_absolute() and not Path(entry.weights).exists():
-            raise InputError(f"weights {entry.weights} of encoder '{entry.label}' do not exist.")
+    if entry.student is not None:  # made by the sweep's distill stage
+        return
+    if entry.weights is not None:
+        if looks_local(entry.weights) and not Path(entry.weights).expanduser().exists():
+            raise InputError(f"weights {entry.weights} of encoder '{entry.label}' do not exist: download the "
+                             "checkpoint there (or set THEIA_EVAL_WEIGHTS), or drop the encoder from the sweep.")
         return
     if not weights_available(get_encoder_config(entry.name)):
         raise InputError(f"encoder '{entry.name}' has no weights available offline: download them first "
@@ -141,6 +153,8 @@ def parse_student(item: Any, students_dir: Path, device: str) -> StudentEntry:
     key = stable_hash(ident, 12)
     run_dir = students_dir / f"{item['label']}-{key}"
     cfg.run_dir, cfg.device = str(run_dir), device
+    if cfg.get("cache_dir") is None:
+        cfg.cache_dir = str(students_dir / "targets")
     if frames is not None:
         frames["out"] = str(frames_dir)
     check_student(cfg)
@@ -171,11 +185,23 @@ def check_student(cfg: DictConfig) -> None:
             raise unknown_name("teacher", spec.name, [*TEACHERS, *list_encoders()])
 
 
+def open_empty_maps(node: DictConfig) -> None:
+    """Let keys be added under maps that are empty by default (free-form settings such as bc.head_config)."""
+    for key in node.keys():
+        child = node._get_node(key)
+        if isinstance(child, DictConfig):
+            if len(child) == 0:
+                OmegaConf.set_struct(child, False)
+            else:
+                open_empty_maps(child)
+
+
 def merge_checked(base: DictConfig, overrides: Mapping, what: str) -> DictConfig:
     """Merge a dict into a struct config; unknown keys raise an InputError naming them."""
     from omegaconf.errors import OmegaConfBaseException
 
     OmegaConf.set_struct(base, True)
+    open_empty_maps(base)
     try:
         return OmegaConf.merge(base, OmegaConf.create(dict(overrides)))
     except OmegaConfBaseException as exc:
@@ -264,8 +290,7 @@ STAGES = ("demos", "distill", "embed", "train")
 
 def build_plan(cfg: DictConfig) -> Plan:
     """Validate the sweep config and list every job (done or not). Raises before any work on bad input."""
-    from theia_eval.config import compose
-    from theia_eval.policies.heads import head_input_kind
+    from theia_eval.policies.heads import head_input_kind, make_head_config
 
     sweep = cfg.sweep
     out_dir = Path(cfg.out_dir)
@@ -283,17 +308,45 @@ def build_plan(cfg: DictConfig) -> Plan:
     seeds = [int(s) for s in sweep.seeds]
     check_unique(heads, "head")
     check_unique([str(s) for s in seeds], "seed")
-    recipe = demo_recipe(to_plain(sweep.get("demos") or {}))
+    families = {f: family_settings(cfg, f) for f in dict.fromkeys(task_family(t) for t in tasks)}
+    unknown = set(to_plain(sweep.get("suite_overrides") or {})) - set(families)
+    if unknown:
+        raise InputError(f"suite_overrides names task families {sorted(unknown)} that the sweep has no tasks of "
+                         f"(families here: {', '.join(families)}).")
+    demo_jobs = [demo_job(t, *families[task_family(t)][:2]) for t in tasks]
+    for _, _, base in families.values():
+        for h in heads:
+            make_head_config(h, to_plain(base.bc.head_config))
+    cells = [cell_job(families[task_family(t)][2], e, t, h, s, kinds[h], families[task_family(t)][0], out_dir,
+                      sweep.name)
+             for e in encoders for t in tasks for h in heads for s in seeds]
+    embeds = embed_jobs(cells)
+    return Plan(sweep.name, str(out_dir), str(cfg.store), cfg.store_journal, cfg.get("threads"), demo_jobs,
+                [{"id": s.label, **asdict(s)} for s in students], embeds, cells)
+
+
+def task_family(task: str) -> str:
+    from theia_eval.envs.tasks import get_task
+
+    return get_task(task).suite
+
+
+def family_settings(cfg: DictConfig, family: str) -> tuple[dict, Path, DictConfig]:
+    """(demo recipe, its demos folder, base train config) of one task family: the sweep's demos/train blocks
+    with the family's suite_overrides on top (e.g. 100 demos and 10 episodes for dmc)."""
+    from theia_eval.config import compose
+
+    sweep = cfg.sweep
+    extra = to_plain((sweep.get("suite_overrides") or {}).get(family) or {})
+    if set(extra) - {"demos", "train"}:
+        raise InputError(f"suite_overrides.{family} may hold demos: and train: blocks, got {sorted(extra)}.")
+    recipe = demo_recipe({**to_plain(sweep.get("demos") or {}), **(extra.get("demos") or {})})
     demos_dir = demos_dir_for(Path(cfg.demos_dir), recipe)
-    demo_jobs = [demo_job(t, recipe, demos_dir) for t in tasks]
     base = merge_checked(compose("train", []), to_plain(sweep.get("train") or {}), "train block")
+    base = merge_checked(base, extra.get("train") or {}, f"suite_overrides.{family}.train block")
     base = merge_checked(base, {"demos_dir": str(demos_dir), "cache_dir": str(cfg.cache_dir), "device": cfg.device,
                                 "bc": {"progress": False}, "eval": {"progress": False}}, "settings")
-    cells = [cell_job(base, e, t, h, s, kinds[h], recipe, out_dir, sweep.name)
-             for e in encoders for t in tasks for h in heads for s in seeds]
-    embeds = embed_jobs(cells, base)
-    return Plan(sweep.name, str(out_dir), str(cfg.store), cfg.store_journal, cfg.get("threads"), demo_jobs,
-                [asdict(s) for s in students], embeds, cells)
+    return recipe, demos_dir, base
 
 
 def check_unique(items: list[str], what: str) -> None:
@@ -336,14 +389,18 @@ def cell_job(base: DictConfig, enc: EncoderEntry, task: str, head: str, seed: in
             "protocol": protocol_label(devs), "deviations": devs, "sweep": sweep}
 
 
-def embed_jobs(cells: list[dict], base: DictConfig) -> list[dict]:
+def embed_jobs(cells: list[dict]) -> list[dict]:
     """One job per (encoder label, input kind): the caches of all its tasks, built once for every seed/head."""
+    from theia_eval.envs.demos import demo_path
+    from theia_eval.envs.tasks import get_task
+
     groups: dict[tuple[str, str], dict] = {}
     for c in cells:
+        cfg = c["config"]
         job = groups.setdefault((c["label"], c["kind"]), {
             "id": f"{c['label']}:{c['kind']}", "label": c["label"], "encoder": c["encoder"], "kind": c["kind"],
-            "tasks": [], "cache_dir": str(base.cache_dir), "demos_dir": str(base.demos_dir),
-            "split": base.get("split"), "device": str(base.device)})
+            "tasks": [], "demos": [], "cache_dir": cfg["cache_dir"], "device": cfg["device"]})
         if c["task"] not in job["tasks"]:
             job["tasks"].append(c["task"])
+            job["demos"].append({"path": str(demo_path(cfg["demos_dir"], get_task(c["task"]))), "split": cfg["split"]})
     return list(groups.values())

@@ -17,7 +17,8 @@ REDUCED = "reduced"
 BC_PROTOCOL: dict[str, Any] = {
     "bc.epochs": 100, "bc.batch_size": 256, "bc.lr": 1e-3, "bc.weight_decay": 0.0, "bc.eval_every": 5,
     "bc.history": 3, "bc.fusion": "flare", "bc.action_norm": "none", "bc.proprio_norm": "none",
-    "eval.horizon": None, "split": None,
+    "bc.head_config": {}, "eval.horizon": None, "eval.preset": None, "eval.resolution": None, "eval.crop": "demos",
+    "split": None, "force": False,
 }
 DEMO_PROTOCOL: dict[str, Any] = {
     "resolution": 256, "crop": 224, "post_success_steps": None, "preset": "full",
@@ -26,6 +27,9 @@ NOTES = {
     "demos.preset": "the model's own lighting",
     "demos.post_success_steps": "full-horizon demos",
     "eval.horizon": "the task's horizon",
+    "bc.head_config": "the default head",
+    "eval.preset": "the demos' render settings", "eval.resolution": "the demos' render settings",
+    "eval.crop": "the demos' render settings",
     "split": "all demos",
 }
 

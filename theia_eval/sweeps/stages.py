@@ -80,6 +80,7 @@ def distill_student(job: dict, plan: Plan) -> dict:
 
 
 def ensure_frameset(settings: dict) -> None:
+    import theia_eval.encoders  # noqa: F401  (import torch/triton before an EGL context exists: the reverse segfaults)
     from theia_eval.distill.frames import FrameSettings, render_frameset
     from theia_eval.distill.framesets import MANIFEST
 
@@ -90,15 +91,13 @@ def ensure_frameset(settings: dict) -> None:
 # ------------------------------------------------------------------------------------------- embed
 def embed_tasks(job: dict, plan: Plan) -> dict:
     """Build (or open) the embedding cache of every task of one encoder and input kind."""
-    from theia_eval.envs.demos import demo_path
-    from theia_eval.envs.tasks import get_task
     from theia_eval.policies.cache import HDF5DemoSource, get_or_build_cache
 
     enc = job["encoder"]
     encoder = cached_encoder(enc["name"], enc["weights"], job["device"])
     frames = 0
-    for task in job["tasks"]:
-        with HDF5DemoSource(demo_path(job["demos_dir"], get_task(task)), split=job["split"]) as src:
+    for demos in job["demos"]:
+        with HDF5DemoSource(demos["path"], split=demos["split"]) as src:
             cache = get_or_build_cache(encoder, src, job["cache_dir"], job["kind"], progress=False)
         frames += cache.num_frames
     return {"status": "done", "frames": frames}

@@ -146,4 +146,5 @@ def make_expert(task: AdroitTask, **mpc_overrides) -> AdroitMPCExpert:
     if task.name not in RECIPES:
         raise InputError(f"no expert for adroit/{task.name}; experts exist for {sorted(RECIPES)}")
     recipe = RECIPES[task.name]
-    return AdroitMPCExpert(task, recipe, replace(recipe.mpc, **mpc_overrides) if mpc_overrides else None)
+    mpc = replace(recipe.mpc, **mpc_overrides) if mpc_overrides else None
+    return AdroitMPCExpert(task, recipe, mpc)

@@ -1,12 +1,11 @@
 """Sampling-based model-predictive control on MuJoCo's native batched rollouts (`mujoco.rollout`).
 
 The planner keeps a nominal plan of `horizon` knots (one action per knot, held for `knot_steps`
-physics steps: one policy step). Each call perturbs the plan with Gaussian noise (drawn once per
-`noise_hold` knots) (`samples` candidates, the unperturbed
-plan included), rolls every candidate out from the current simulator state in one native call, scores
-them with a task reward, and moves the plan to the softmax-weighted mean of the candidates (MPPI with
-a temperature relative to the score spread). The first knot is returned; the plan is shifted by one
-knot for the next call (warm start).
+physics steps: one policy step). Each call makes `samples` candidates (the nominal plan and
+Gaussian perturbations of it, one draw per `noise_hold` knots), rolls every candidate out from the
+current simulator state in one native call, scores them with a task reward, and moves the plan to
+the softmax-weighted mean of the candidates (MPPI, temperature relative to the score spread). The
+first knot is returned; the plan is shifted by one knot for the next call (warm start).
 
 Plans are raw controls (within each actuator's ctrlrange); noise is scaled by the half range.
 The simulator state is MuJoCo's `mjSTATE_FULLPHYSICS` vector (time, qpos, qvel, act, ...): the

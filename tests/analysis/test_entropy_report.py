@@ -1,0 +1,125 @@
+"""The entropy report: known distributions through the encoder path, correlations, verdicts, caching, HTML."""
+import json
+import math
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from theia_eval.analysis import correlation as corr
+from theia_eval.analysis.entropy_report import encode_norms, entropy_record, load_images
+from theia_eval.analysis.store import ResultsStore
+from theia_eval.cli import main
+from theia_eval.errors import InputError, UnknownNameError
+
+from analysis_helpers import make_row
+
+
+class NormEncoder:
+    """A stand-in encoder whose token norms are exactly the given values (one token per value, C = 2)."""
+
+    name, weights_id, token_dim = "norms", "none", 2
+
+    def __init__(self, norms: np.ndarray, grid=(4, 4)):
+        self.norms, self.grid = np.asarray(norms, np.float64), grid
+
+    def __call__(self, images):
+        h, w = self.grid
+        n = len(images)
+        vals = torch.as_tensor(self.norms[: n * h * w].reshape(n, h, w), dtype=torch.float64)
+        tokens = torch.stack([vals * 0.6, vals * 0.8], dim=-1)  # |(0.6v, 0.8v)| = v
+        return SimpleNamespace(tokens=tokens, summary=tokens.mean((1, 2)))
+
+
+def images(n: int):
+    from theia_eval.analysis.entropy_report import Images
+
+    return Images(np.zeros((n, 8, 8, 3), np.uint8), "test", f"{n} blank images")
+
+
+def test_uniform_norms_give_log_bins_and_constant_norms_give_zero():
+    uniform = (np.arange(32 * 16) + 0.5) / (32 * 16)  # 512 values, exactly 16 per bin for 32 bins
+    rec = entropy_record("u", NormEncoder(uniform), images(32), "all", 32, [8, 32])
+    assert rec["entropy"] == pytest.approx(math.log(32), abs=1e-9)
+    assert rec["normalized"] == pytest.approx(1.0) and rec["num_tokens"] == 512 and rec["bins"] == 32
+    assert rec["by_bins"]["8"] == pytest.approx(math.log(8), abs=1e-9)
+    assert sum(rec["hist"]["counts"]) == 512 and len(rec["hist"]["edges"]) == 33
+    const = entropy_record("c", NormEncoder(np.full(512, 3.0)), images(32), "all", 32, [8, 32])
+    assert const["entropy"] == 0.0 and const["norm_mean"] == pytest.approx(3.0)
+
+
+def test_token_sets_select_what_they_say():
+    norms = np.arange(2 * 16, dtype=np.float64)
+    enc = NormEncoder(norms)
+    assert sorted(encode_norms(enc, np.zeros((2, 8, 8, 3), np.uint8), "all")) == pytest.approx(norms)
+    inner = encode_norms(enc, np.zeros((2, 8, 8, 3), np.uint8), "interior")
+    assert sorted(inner) == pytest.approx([5, 6, 9, 10, 21, 22, 25, 26])  # the 2x2 centre of each 4x4 grid
+    with pytest.raises(UnknownNameError, match="unknown token set"):
+        encode_norms(enc, np.zeros((1, 8, 8, 3), np.uint8), "cls")
+
+
+def test_correlations_match_definitions_and_verdicts_are_plain():
+    from scipy import stats
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=12)
+    y = 2 * x + rng.normal(scale=0.3, size=12)
+    assert corr.pearson(x, y) == pytest.approx(stats.pearsonr(x, y)[0])
+    assert corr.spearman(x, y) == pytest.approx(stats.spearmanr(x, y)[0])
+    assert corr.spearman([1, 2, 2, 3], [1, 3, 2, 4]) == pytest.approx(stats.spearmanr([1, 2, 2, 3], [1, 3, 2, 4])[0])
+    res = [corr.bootstrap(x, y, m, 500, 0) for m in ("pearson", "spearman")]
+    assert all(c.ci95[0] <= c.value <= c.ci95[1] and c.ci95[0] > 0 for c in res)
+    assert corr.verdict(res, min_encoders=8).startswith("Higher entropy goes with higher scores")
+    few = [corr.bootstrap(x[:5], y[:5], m, 200, 0) for m in ("pearson", "spearman")]
+    assert corr.verdict(few, min_encoders=8).startswith("Too few encoders to conclude anything: n = 5")
+    two = [corr.bootstrap(x[:2], y[:2], "pearson", 200, 0)]
+    assert math.isnan(two[0].value) and "No conclusion can be drawn" in corr.verdict(two, 8)
+    noise = [corr.bootstrap(x, rng.normal(size=12), "pearson", 500, 1)]
+    assert corr.verdict(noise, 8).startswith(("No clear relation", "Higher", "Lower"))
+
+
+def write_pngs(folder, n=6):
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(n):
+        Image.fromarray(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(folder / f"{i}.png")
+
+
+def test_entropy_verb_with_scores_cache_and_report(tmp_path, capsys, monkeypatch):
+    write_pngs(tmp_path / "imgs")
+    store = ResultsStore(tmp_path / "r.sqlite")
+    store.append([make_row(e, "metaworld/a", "conv", s, c, score=sc, encoder_name=e)
+                  for e, sc in (("pixels", 30.0), ("blind", 10.0)) for s in (100, 200) for c in ("last", "best")])
+    args = ["entropy", "encoders=results", f"results={tmp_path / 'r.sqlite'}", f"images=folder:{tmp_path / 'imgs'}",
+            "bins=20", "bins_list=[5,20]", f"out_dir={tmp_path / 'out'}", "bootstrap=200"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "Only 2 encoder(s) have both an entropy and a score" in out
+    rep = json.loads((tmp_path / "out" / "entropy.json").read_text())
+    recs = {r["encoder"]: r for r in rep["records"]}
+    assert set(recs) == {"pixels", "blind"} and rep["bins"] == 20 and rep["token_set"] == "all"
+    assert recs["blind"]["entropy"] == 0.0 and recs["pixels"]["entropy"] > 2.0
+    assert recs["pixels"]["num_tokens"] == 6 * 16 * 16 and recs["pixels"]["images"] == 6
+    assert rep["correlation"]["n"] == 2 and "conv head, last checkpoint" in rep["correlation"]["score_label"]
+    html = (tmp_path / "out" / "report.html").read_text()
+    assert "Feature-norm entropy (20 bins, all spatial tokens" in html and html.count("data:image/png;base64,") >= 3
+    assert "Leaderboard: CortexBench protocol" in html  # the report gathers both sections
+
+    import theia_eval.encoders as encoders
+
+    monkeypatch.setattr(encoders, "create_encoder", lambda *a, **k: pytest.fail("re-encoded a cached record"))
+    assert main(args) == 0  # second run: every record comes from entropy.json
+    assert json.loads((tmp_path / "out" / "entropy.json").read_text())["records"] == rep["records"]
+
+
+def test_entropy_bad_inputs(tmp_path, capsys):
+    assert main(["entropy", "encoders=results"]) == 2
+    assert "needs results=PATH" in capsys.readouterr().err
+    assert main(["entropy", "encoders=[pixels]", "images=movies:/x", f"out_dir={tmp_path}"]) == 2
+    assert "unknown image source 'movies'" in capsys.readouterr().err
+    assert main(["entropy", "encoders=[pixels]", "token_set=cls", f"out_dir={tmp_path}"]) == 2
+    assert "unknown token set" in capsys.readouterr().err
+    with pytest.raises(InputError, match="no demo files"):
+        load_images(f"demos:{tmp_path}", 4)

@@ -1,0 +1,118 @@
+"""Sweep planning: every bad name or key fails before any work; cell identities; protocol labels; configs."""
+from pathlib import Path
+
+import pytest
+from omegaconf import OmegaConf
+
+from theia_eval.cli import main
+from theia_eval.config import compose, config_dir
+from theia_eval.encoders import list_encoders
+from theia_eval.errors import InputError, TheiaEvalError
+from theia_eval.sweeps.plan import build_plan
+from theia_eval.sweeps.protocol import deviations
+
+
+def smoke(tmp_path, *extra: str):
+    return compose("sweep", ["sweep=smoke", f"out_dir={tmp_path / 'out'}", f"demos_dir={tmp_path / 'demos'}",
+                             f"cache_dir={tmp_path / 'cache'}", f"students_dir={tmp_path / 'students'}", *extra])
+
+
+@pytest.mark.parametrize("override, message", [
+    ("sweep.encoders=[pixels,pixelz]", "unknown encoder 'pixelz'. Did you mean: pixels"),
+    ("sweep.tasks=[metaworld/drawer-opn]", "unknown task 'metaworld/drawer-opn'"),
+    ("sweep.suites=[cortexbench-metawrld]", "unknown suite 'cortexbench-metawrld'"),
+    ("sweep.heads=[convv]", "unknown policy head 'convv'"),
+    ("sweep.encoders=[pixels,pixels]", "encoder label 'pixels' appears twice"),
+    ("+sweep.train.bc.epochz=3", "bad key 'bc.epochz'"),
+    ("+sweep.train.bc.head_config.widht=3", "unknown config key"),
+    ("sweep.encoders=[clip-vit-l14]", "no weights available offline"),
+    ("+sweep.demos.colour=red", "unknown keys \\['colour'\\] in the sweep's demos block"),
+    ("sweep.tasks=[]", "names no tasks"),
+])
+def test_bad_sweeps_fail_before_any_work(tmp_path, capsys, override, message):
+    with pytest.raises(TheiaEvalError, match=message):
+        build_plan(smoke(tmp_path, override))
+    assert main(["sweep", "sweep=smoke", f"out_dir={tmp_path / 'out'}", f"demos_dir={tmp_path / 'demos'}",
+                 override]) == 2
+    assert message.split(".")[0].replace("\\", "") in capsys.readouterr().err.replace("\\", "")
+    assert not (tmp_path / "out").exists() and not (tmp_path / "demos").exists()
+
+
+def test_bad_student_entries_fail_before_any_work(tmp_path):
+    good = {"label": "s", "teachers": "offline", "student": "nano", "frames": {"num_frames": 8}}
+    for bad, message in (({**good, "student": "giant"}, "unknown student 'giant'"),
+                         ({**good, "teachers": ["efficientnet-lite0", "sim-dpth"]}, "unknown teacher 'sim-dpth'"),
+                         ({**good, "frames": {"num_framez": 8}}, "bad key 'num_framez'"),
+                         ({"label": "s", "teachers": "offline"}, "needs data=PATH"),
+                         ({**good, "overrides": {"train": {"stepz": 1}}}, "bad key 'train.stepz'")):
+        cfg = smoke(tmp_path)
+        cfg.sweep.students = [bad]
+        with pytest.raises(TheiaEvalError, match=message):
+            build_plan(cfg)
+
+
+def test_cell_identity_ignores_paths_and_devices_but_not_settings(tmp_path):
+    base = build_plan(smoke(tmp_path)).train
+    assert len(base) == 2 and len({c["config_hash"] for c in base}) == 2
+    moved = build_plan(smoke(tmp_path / "elsewhere", "sweep.train.eval.num_envs=3", "threads=1")).train
+    assert [c["config_hash"] for c in moved] == [c["config_hash"] for c in base]
+    longer = build_plan(smoke(tmp_path, "sweep.train.bc.epochs=3")).train
+    assert not {c["config_hash"] for c in longer} & {c["config_hash"] for c in base}
+    other_demos = build_plan(smoke(tmp_path, "sweep.demos.num_demos=3")).train
+    assert not {c["config_hash"] for c in other_demos} & {c["config_hash"] for c in base}
+    seeds = build_plan(smoke(tmp_path, "sweep.seeds=[1,2]", "sweep.encoders=[pixels]")).train
+    assert [c["seed"] for c in seeds] == [1, 2] and seeds[0]["config"]["seed"] == 1
+
+
+def test_students_join_the_encoder_list_with_a_config_keyed_run_dir(tmp_path):
+    cfg = smoke(tmp_path)
+    cfg.sweep.students = [{"label": "nano-s", "teachers": "offline", "student": "nano", "frames": {"num_frames": 8},
+                           "overrides": {"train": {"steps": 2}}}]
+    plan = build_plan(cfg)
+    assert [c["label"] for c in plan.train] == ["nano-s", "pixels", "blind"]
+    student = plan.distill[0]
+    assert Path(student["run_dir"]).parent == tmp_path / "students" and student["config"]["train"]["steps"] == 2
+    cell = plan.train[0]
+    assert cell["encoder"] == {"label": "nano-s", "name": "theia", "weights": student["run_dir"], "student": "nano-s",
+                               "weights_key": f"student:{student['key']}"}
+    assert student["frames"]["out"] == student["config"]["data"]
+    cfg.sweep.students[0]["overrides"]["train"]["steps"] = 3
+    again = build_plan(cfg)
+    assert again.distill[0]["run_dir"] != student["run_dir"]  # another distill config: another student
+    assert again.train[0]["config_hash"] != cell["config_hash"]
+
+
+def test_protocol_deviations():
+    suite = lambda family: {"num_demos": 25, "episodes": 25}
+    cell = {"bc": {"epochs": 100, "batch_size": 256, "lr": 0.001, "weight_decay": 0.0, "eval_every": 5, "history": 3,
+                   "fusion": "flare", "action_norm": "none", "proprio_norm": "none", "head_config": {}},
+            "eval": {"horizon": None, "episodes": 25, "preset": None, "resolution": None, "crop": "demos"},
+            "split": None, "force": False}
+    demos = {"num_demos": 25, "resolution": 256, "crop": 224, "post_success_steps": None, "preset": "full"}
+    assert deviations(cell, demos, "metaworld", suite) == []
+    cell["bc"]["epochs"], demos["num_demos"] = 10, 5
+    assert deviations(cell, demos, "metaworld", suite) == ["bc.epochs=10 (CortexBench: 100)",
+                                                           "demos.num_demos=5 (CortexBench: 25)"]
+    assert "not part of CortexBench" in deviations(cell, demos, "robosuite", lambda f: {})[-1]
+
+
+def test_shipped_sweeps_describe_what_they_promise():
+    names = sorted(p.stem for p in (config_dir() / "sweep").glob("*.yaml"))
+    assert {"smoke", "quickstart", "cortexbench-mujoco"} <= set(names)
+    paper = OmegaConf.load(config_dir() / "sweep" / "cortexbench-mujoco.yaml")
+    assert list(paper.suites) == ["cortexbench-metaworld", "cortexbench-dmc", "cortexbench-adroit"]
+    assert list(paper.seeds) == [100, 200, 300] and list(paper.heads) == ["conv", "mlp"]
+    names = [e if isinstance(e, str) else e["name"] for e in paper.encoders]
+    assert set(names) <= set(list_encoders()) and len(names) >= 15
+    assert paper.expected_cost.cells == len(names) * 13 * 2 * 3 + len(paper.students) * 13 * 2 * 3
+    qs = OmegaConf.load(config_dir() / "sweep" / "quickstart.yaml")
+    assert [s["teachers"] for s in qs.students] == ["offline"] and qs.students[0]["student"] == "nano"
+    assert {"theia-offline", "efficientnet-lite0", "random-vit-nano", "pixels"} <= set(qs.encoders)
+    assert len(qs.tasks) >= 2
+
+
+def test_sweep_needs_a_name(capsys):
+    assert main(["sweep"]) == 2
+    assert "name a sweep" in capsys.readouterr().err
+    with pytest.raises(InputError, match="Could not find 'sweep/nosuch'"):
+        compose("sweep", ["sweep=nosuch"])
