@@ -16,6 +16,8 @@ horizon in the model's reference pose (Meta-World's corner cameras) is rotated 1
 """
 from __future__ import annotations
 
+import sys
+
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 
@@ -207,9 +209,24 @@ def renderable_preset(spec: RenderSpec) -> RenderPreset:
     return preset
 
 
+def preload_torchvision() -> None:
+    """Import torchvision before the first GL context of the main process.
+
+    Importing torchvision after an EGL context exists segfaults the process (torch 2.14.1 /
+    torchvision 0.29.1 with Mesa EGL here). Processes that render and later encode (the CLI,
+    tests, notebooks) therefore load it first; simulator worker processes never import torch.
+    """
+    import multiprocessing
+
+    if multiprocessing.parent_process() is None and "torchvision" not in sys.modules:
+        import torchvision  # noqa: F401
+
+
 def make_mujoco_renderer(model, spec: RenderSpec):
     """A `mujoco.Renderer` with the preset applied (multisampling is fixed at context creation)."""
     import mujoco
+
+    preload_torchvision()
 
     preset = renderable_preset(spec)
     if preset.multisamples is not None:

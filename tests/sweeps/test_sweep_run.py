@@ -1,0 +1,111 @@
+"""Real (tiny) sweeps: a 2x2 grid fills the store; SIGKILL + resume gives the same rows, none twice;
+a failing job blocks only what needs it. Cells: pixels/blind, one Meta-World task, 2 demos at 64 px,
+1 epoch, 1 evaluation episode of 10 steps."""
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from theia_eval.analysis.store import ResultsStore
+from theia_eval.cli import main
+
+GRID = ["sweep=smoke", "sweep.seeds=[1,2]", "sweep.train.bc.epochs=1", "sweep.train.bc.eval_every=1",
+        "sweep.train.eval.episodes=1", "sweep.train.eval.horizon=10", "+sweep.train.bc.head_config.channels=16",
+        "sweep.train.bc.batch_size=64", "threads=1"]
+KEY_COLS = ["config_hash", "checkpoint", "encoder", "task", "head", "seed", "epoch", "success_rate", "mean_return",
+            "score", "protocol"]
+
+
+@pytest.fixture(scope="module")
+def shared(tmp_path_factory):
+    """Demo and embedding-cache folders shared by every sweep of this module (built once)."""
+    root = tmp_path_factory.mktemp("shared")
+    return [f"demos_dir={root / 'demos'}", f"cache_dir={root / 'cache'}"]
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory, shared):
+    """An uninterrupted 2 encoders x 2 seeds sweep (sequential launcher)."""
+    out = tmp_path_factory.mktemp("reference")
+    assert main(["sweep", *GRID, f"out_dir={out}", *shared]) == 0
+    return out
+
+
+def rows(out: Path):
+    df = ResultsStore(out / "results.sqlite").frame()
+    return df[KEY_COLS].sort_values(["config_hash", "checkpoint"]).reset_index(drop=True)
+
+
+def test_two_by_two_sweep_fills_the_store(reference, shared, capsys):
+    df = rows(reference)
+    assert len(df) == 8 and not df.duplicated(["config_hash", "checkpoint"]).any()
+    assert sorted(set(zip(df.encoder, df.seed))) == [("blind", 1), ("blind", 2), ("pixels", 1), ("pixels", 2)]
+    assert set(df.protocol) == {"reduced"} and set(df.epoch) == {1}
+    full = ResultsStore(reference / "results.sqlite").frame()
+    for r in full.itertuples():  # every row is what its run directory says
+        metrics = json.loads((Path(r.run_dir) / "metrics.json").read_text())
+        assert metrics["last_checkpoint"]["success"] == r.success_rate and metrics["seed"] == r.seed
+        ev = json.loads((Path(r.run_dir) / "eval" / f"epoch_{r.epoch:03d}.json").read_text())
+        assert ev["aggregate"]["mean_return"] == pytest.approx(r.mean_return)
+        assert r.score == 100.0 * r.success_rate and r.score_lo <= r.score <= r.score_hi
+    assert "bc.epochs=1 (CortexBench: 100)" in full.deviations.iloc[0]
+    assert (reference / "leaderboard" / "leaderboard.md").is_file()
+    assert (reference / "leaderboard" / "report.html").is_file()
+    capsys.readouterr()
+    assert main(["sweep", *GRID, f"out_dir={reference}", *shared]) == 0  # everything done: nothing runs again
+    out = capsys.readouterr().out
+    assert "to run: demos 0/1, distill 0/0, embed 0/2, train 0/4" in out and "Launching" not in out
+    assert len(ResultsStore(reference / "results.sqlite")) == 8
+
+
+def count_rows(store: Path) -> int:
+    try:
+        con = sqlite3.connect(store, timeout=1)
+        try:
+            return int(con.execute("SELECT COUNT(*) FROM evaluations").fetchone()[0])
+        finally:
+            con.close()
+    except sqlite3.Error:
+        return 0
+
+
+def test_sigkill_then_resume_gives_the_same_rows_and_none_twice(reference, shared, tmp_path):
+    out = tmp_path / "killed"
+    cmd = [sys.executable, "-m", "theia_eval.cli", "sweep", *GRID, "launcher=joblib", "jobs=2", f"out_dir={out}",
+           *shared]
+    proc = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 240
+    try:
+        while count_rows(out / "results.sqlite") < 2:
+            assert proc.poll() is None, "the sweep ended before it could be killed"
+            assert time.monotonic() < deadline, "no cell finished within 240 s"
+            time.sleep(0.2)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)  # the sweep, its joblib workers and their simulator workers
+        proc.wait()
+    done_at_kill = count_rows(out / "results.sqlite")
+    assert 2 <= done_at_kill < 8, "kill the sweep while cells remain"
+    assert main(["sweep", *GRID, f"out_dir={out}", *shared]) == 0  # resume (sequential launcher)
+    resumed = rows(out)
+    assert len(resumed) == 8 and not resumed.duplicated(["config_hash", "checkpoint"]).any()
+    ref = rows(reference)
+    assert resumed.drop(columns=["mean_return"]).equals(ref.drop(columns=["mean_return"]))
+    assert resumed.mean_return.tolist() == pytest.approx(ref.mean_return.tolist(), rel=1e-6)
+
+
+def test_a_failing_job_blocks_only_what_needs_it(shared, tmp_path, capsys):
+    out = tmp_path / "failing"
+    args = ["sweep", *GRID, "sweep.seeds=[1]", "sweep.encoders=[pixels,{name:random-vit-nano,weights:random:x}]",
+            f"out_dir={out}", *shared, "leaderboard=false"]
+    assert main(args) == 1
+    captured = capsys.readouterr()
+    assert "FAILED embed random-vit-nano:tokens" in captured.out
+    assert "not run: train" in captured.out and "fix them and re-run" in captured.err
+    df = ResultsStore(out / "results.sqlite").frame()
+    assert set(df.encoder) == {"pixels"} and len(df) == 2
