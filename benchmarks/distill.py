@@ -3,8 +3,9 @@
 Cached step: targets arrive as float16 tensors (what the cache stores); the step standardises them, runs
 the student and one translator per teacher under autocast, the loss, backward and AdamW; the same
 modules as `theia-eval distill` (DistillModel, distill_loss, build_optimizer, Standardizer).
-  plain  = foreach AdamW, contiguous layouts, no compile (the anchors.md "plain step")
-  tuned  = fused AdamW (CUDA), channels-last translator convolutions, optional torch.compile
+  plain  = foreach AdamW, contiguous layouts, no compile (the anchors.md "plain step"; CUDA)
+  tuned  = fused AdamW, channels-last translator convolutions, optional torch.compile (CUDA)
+  cpu    = the CPU step (multi-tensor AdamW, subnormals flushed)
 Online step: the teachers run on the batch inside the step; compared with the teachers' own forward.
 Projection: GPU-hours of the paper recipe (50 epochs of ImageNet-1k = 1,281,167 images) from the
 measured step rate (+ one extraction pass for cached targets), next to the paper's ~150.
@@ -100,7 +101,10 @@ def make_step(student: str, shapes: dict, batch: int, device: torch.device, amp,
 def bench_cached(args, device, amp) -> list[dict]:
     shapes = teacher_shapes(args.teachers)
     rows = []
-    variants = [("plain", False, False), ("tuned", True, False)] + ([("tuned+compile", True, True)] if args.compile else [])
+    if device.type == "cuda":
+        variants = [("plain", False, False), ("tuned", True, False)] + ([("tuned+compile", True, True)] if args.compile else [])
+    else:  # fused AdamW and channels-last only engage on CUDA: on CPUs both variants are the same step
+        variants = [("cpu", False, False)] + ([("cpu+compile", False, True)] if args.compile else [])
     for student in args.students:
         for name, tuned, comp in variants:
             step, model, fixed = make_step(student, shapes, args.batch, device, amp, tuned, comp)

@@ -40,3 +40,16 @@ def test_distill_print_config_and_clean_errors(tmp_path, capsys):
     assert "empty data source" in capsys.readouterr().err
     assert main(["distill", "student=deit-huge", f"data={tmp_path}", "device=cpu"]) == 2
     assert "unknown student 'deit-huge'" in capsys.readouterr().err
+
+
+def test_distill_verb_renders_missing_frames_then_trains(tmp_path, data_root, capsys):
+    run = tmp_path / "run"
+    code = main(["distill", "teachers=[sim-depth,sim-segmentation]", "student=nano", "data=frames:metaworld",
+                 "frames.num_frames=12", "frames.tasks=[metaworld/drawer-open]", "frames.cameras=[top_cap2]",
+                 f"run_dir={run}", "device=cpu", "train.steps=2", "train.batch_size=4", "train.num_workers=0",
+                 "train.progress=false", "val_fraction=0.2", "shard_size=8"])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "distilled nano" in out and "cache sim-depth: 8.0 KiB per image" in out
+    assert (data_root / "frames" / "metaworld" / "frameset.json").is_file()
+    assert (run / "export" / "model.safetensors").is_file() and (run / "summary.json").is_file()
