@@ -28,7 +28,7 @@ from theia_eval.io import atomic_write_json, atomic_write_text
 def sweep_config(cfg: DictConfig) -> DictConfig:
     """The `sweep` verb's config for the quickstart: everything under work_dir, in this process."""
     work = Path(cfg.work_dir)
-    return compose("sweep", [f"sweep={cfg.sweep}", f"out_dir={work}", f"store={work / 'results.sqlite'}",
+    return compose("sweep", [f"sweep={cfg.grid}", f"out_dir={work}", f"store={work / 'results.sqlite'}",
                              f"demos_dir={work / 'demos'}", f"cache_dir={work / 'cache'}",
                              f"students_dir={work / 'students'}", "launcher=sequential", f"device={cfg.device}",
                              f"threads={cfg.threads}", "leaderboard=false", *cfg.sweep_overrides])
@@ -43,7 +43,7 @@ def entropy_config(cfg: DictConfig, store: Path, sweep_name: str) -> DictConfig:
                                f"score.sweep={sweep_name}", f"out_dir={cfg.out_dir}", f"device={cfg.device}"])
 
 
-def machine() -> dict:
+def machine(threads: int | None = None) -> dict:
     """What ran it: CPU, cores, memory, OS, Python and the pinned libraries."""
     import torch
 
@@ -58,7 +58,7 @@ def machine() -> dict:
     mem = (os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")) / 2**30 if hasattr(os, "sysconf") else None
     return {"cpu": cpu, "cores": os.cpu_count(), "memory_gib": round(mem, 1) if mem else None,
             "os": platform.platform(), "python": platform.python_version(), "torch": torch.__version__,
-            "torch_threads": torch.get_num_threads()}
+            "torch_threads": int(threads) if threads else torch.get_num_threads()}
 
 
 def stage_seconds(report) -> dict[str, float]:
@@ -66,19 +66,25 @@ def stage_seconds(report) -> dict[str, float]:
 
 
 def write_run_info(out: Path, info: dict) -> None:
-    lines = ["# Quickstart run", "", f"Command: `{info['command']}`", "",
-             f"Machine: {info['machine']['cpu']}, {info['machine']['cores']} cores, "
-             f"{info['machine']['memory_gib']} GiB, {info['machine']['os']}, Python {info['machine']['python']}, "
-             f"torch {info['machine']['torch']} ({info['machine']['torch_threads']} threads).", "",
-             f"Wall time: {info['wall_s']} s (stages: {info['stages_s'] or 'all reused'}). "
-             f"Cells run now: {info['cells_run']}, already finished: {info['cells_reused']}.", "",
-             "Protocol: REDUCED (see the deviations in leaderboard.md); not CortexBench numbers.", ""]
-    atomic_write_json(out / "run_info.json", info)
-    atomic_write_text(out / "run_info.md", "\n".join(lines))
+    """run_info.json keeps every run (newest last); run_info.md shows them with the machine of each."""
+    path = out / "run_info.json"
+    runs = json.loads(path.read_text()).get("runs", []) if path.is_file() else []
+    runs.append(info)
+    lines = ["# Quickstart runs", "", "Protocol: REDUCED (see the deviations in leaderboard.md); not CortexBench "
+             "numbers.", "", "| finished | command | machine | wall time (s) | stages (s) | cells run / reused |",
+             "|---|---|---|---|---|---|"]
+    for r in runs:
+        m = r["machine"]
+        lines.append(f"| {r['finished']} | `{r['command']}` | {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB, "
+                     f"{m['os']}, Python {m['python']}, torch {m['torch']} ({m['torch_threads']} threads) | "
+                     f"{r['wall_s']} | {r['stages_s'] or 'all reused'} | {r['cells_run']} / {r['cells_reused']} |")
+    atomic_write_json(path, {"runs": runs})
+    atomic_write_text(out / "run_info.md", "\n".join(lines) + "\n")
 
 
 def run(argv: list[str]) -> int:
     from theia_eval.analysis.commands import write_entropy, write_leaderboard
+    from theia_eval.analysis.store import now
     from theia_eval.sweeps.commands import run_sweep
 
     overrides, rest = split_args(argv)
@@ -95,7 +101,8 @@ def run(argv: list[str]) -> int:
     paths = write_leaderboard(store, out, report.plan.name)
     entropy = write_entropy(entropy_config(cfg, store, report.plan.name))
     ran = len(report.results.get("train", []))
-    info = {"command": shlex.join(["theia-eval", "quickstart", *argv]), "argv0": sys.argv[0], "machine": machine(),
+    info = {"command": shlex.join(["theia-eval", "quickstart", *argv]), "finished": now(),
+            "machine": machine(cfg.threads),
             "wall_s": round(time.perf_counter() - t0, 1), "stages_s": stage_seconds(report), "cells_run": ran,
             "cells_reused": len(report.plan.train) - ran, "failures": report.failures, "blocked": report.blocked}
     write_run_info(out, info)

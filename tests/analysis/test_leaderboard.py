@@ -8,7 +8,6 @@ from html.parser import HTMLParser
 import pandas as pd
 import pytest
 
-from theia_eval.analysis.commands import write_leaderboard
 from theia_eval.analysis.leaderboard import build_leaderboard, stat
 from theia_eval.analysis.store import ResultsStore
 from theia_eval.cli import main

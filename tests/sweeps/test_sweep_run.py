@@ -109,3 +109,14 @@ def test_a_failing_job_blocks_only_what_needs_it(shared, tmp_path, capsys):
     assert "not run: train" in captured.out and "fix them and re-run" in captured.err
     df = ResultsStore(out / "results.sqlite").frame()
     assert set(df.encoder) == {"pixels"} and len(df) == 2
+
+
+def test_submitit_launcher_gives_the_rows_of_the_sequential_one(reference, shared, tmp_path):
+    """submitit's local executor runs the same jobs as SLURM tasks would; cell identities match across launchers."""
+    out = tmp_path / "submitit"
+    assert main(["sweep", *GRID, "sweep.seeds=[1]", "launcher=submitit-local", f"out_dir={out}", *shared,
+                 "leaderboard=false"]) == 0
+    got = rows(out)
+    ref = rows(reference)
+    ref = ref[ref.seed == 1].reset_index(drop=True)
+    assert len(got) == 4 and got.drop(columns=["mean_return"]).equals(ref.drop(columns=["mean_return"]))

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from theia_eval.analysis.correlation import CORRELATIONS, bootstrap, verdict
-from theia_eval.analysis.entropy import bin_sensitivity, histogram_entropy, norm_entropy
+from theia_eval.analysis.entropy import bin_sensitivity, norm_entropy
 from theia_eval.analysis.tables import Table, fmt
 from theia_eval.errors import InputError, unknown_name
 
@@ -214,12 +214,5 @@ def record_key(label: str, weights_hash: str, images: Images, token_set: str, bi
     return stable_hash([label, weights_hash, images.fingerprint, token_set, int(bins), list(bins_list)], 16)
 
 
-def histogram_check(record: dict) -> float:
-    """Entropy recomputed from the stored histogram counts (equals record['entropy'])."""
-    counts = np.asarray(record["hist"]["counts"], np.float64)
-    p = counts[counts > 0] / counts.sum()
-    return float(-(p * np.log(p)).sum())
-
-
-__all__ = ["IMAGE_SOURCES", "TOKEN_SETS", "Images", "correlate", "entropy_record", "entropy_tables",
-           "histogram_check", "histogram_entropy", "load_images", "ranking_stability", "record_key"]
+__all__ = ["IMAGE_SOURCES", "TOKEN_SETS", "Images", "correlate", "entropy_record", "entropy_tables", "load_images",
+           "ranking_stability", "record_key"]

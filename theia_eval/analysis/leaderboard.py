@@ -133,11 +133,13 @@ class Section:
     head_input: dict[str, str] = field(default_factory=dict)
 
     def ranked(self) -> list[tuple[str, str]]:
-        """(encoder, head) pairs by overall last-checkpoint score, best first."""
-        pairs = sorted({(e, h) for e, h, _ in self.overall})
-        key = lambda p: -np.nan_to_num(self.overall[(p[0], p[1], "last")][0].mean, nan=-1e9) \
-            if (p[0], p[1], "last") in self.overall else 1e9
-        return sorted(pairs, key=key)
+        """(encoder, head) pairs by overall last-checkpoint score, best first (no score: last)."""
+        def key(pair: tuple[str, str]) -> tuple[float, str, str]:
+            entry = self.overall.get((*pair, "last"))
+            mean = entry[0].mean if entry else math.nan
+            return (-mean if not math.isnan(mean) else math.inf, *pair)
+
+        return sorted({(e, h) for e, h, _ in self.overall}, key=key)
 
 
 def build_section(title: str, rows: pd.DataFrame, mujoco: tuple[str, ...] = MUJOCO_SUITES) -> Section:

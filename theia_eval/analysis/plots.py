@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import textwrap
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -17,6 +18,20 @@ def _pyplot():
     import matplotlib.pyplot as plt
 
     return plt
+
+
+def wrap(title: str, width: int = 75) -> str:
+    return "\n".join(textwrap.wrap(title, width))
+
+
+def label_offsets(xy: Sequence[tuple[float, float]]) -> list[tuple[int, int]]:
+    """Text offsets (points) that stack the labels of coinciding points instead of overprinting them."""
+    out, seen = [], []
+    for p in xy:
+        same = sum(1 for q in seen if abs(q[0] - p[0]) <= 1e-9 + 0.02 * abs(p[0]) and abs(q[1] - p[1]) < 1.5)
+        out.append((5, 4 - 11 * same))
+        seen.append(p)
+    return out
 
 
 def save(fig, path: Path, dpi: int = 110) -> Path:
@@ -37,19 +52,20 @@ def score_vs_gflops(points: Sequence[Mapping], path: Path, ylabel: str, title: s
     """
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7.0, 4.6))
-    for p in points:
+    offsets = label_offsets([(p["gflops"], p["last"]) for p in points])
+    for p, offset in zip(points, offsets):
         marker = MARKERS.get(p["head_input"], "^")
         ax.plot([p["gflops"], p["gflops"]], [p["last"], p["best"]], color="0.75", lw=0.8, zorder=1)
         ax.scatter([p["gflops"]], [p["best"]], facecolors="none", edgecolors="tab:blue", marker=marker, zorder=2)
         ax.scatter([p["gflops"]], [p["last"]], color="tab:blue", marker=marker, zorder=3)
         ax.annotate(f"{p['encoder']} ({p['head']})", (p["gflops"], p["last"]), textcoords="offset points",
-                    xytext=(5, 4), fontsize=8)
+                    xytext=offset, fontsize=8)
     ax.set_xscale("symlog", linthresh=0.1)
     ax.set_xlim(-0.02, max([1.0] + [2 * p["gflops"] for p in points]))
     ax.set_ylim(-3, 103)
     ax.set_xlabel("GFLOPs per image (multiply-add = 2; symlog axis, 0 = no encoder)")
     ax.set_ylabel(ylabel)
-    ax.set_title(title, fontsize=10)
+    ax.set_title(wrap(title), fontsize=10)
     handles = [plt.Line2D([], [], marker="o", ls="", color="tab:blue", label="last checkpoint"),
                plt.Line2D([], [], marker="o", ls="", mfc="none", color="tab:blue", label="best checkpoint"),
                plt.Line2D([], [], marker="o", ls="", color="0.4", label="spatial head"),
@@ -98,13 +114,14 @@ def entropy_vs_score(points: Sequence[Mapping], path: Path, xlabel: str, ylabel:
     """Labelled scatter of entropy (x) against score (y), with the s.e. of the score as error bars."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6.2, 4.2))
-    for p in points:
+    offsets = label_offsets([(p["entropy"], p["score"]) for p in points])
+    for p, offset in zip(points, offsets):
         err = p.get("sem")
         ax.errorbar([p["entropy"]], [p["score"]], yerr=None if err is None or err != err else [err], fmt="o",
                     color="tab:blue", capsize=3)
-        ax.annotate(p["encoder"], (p["entropy"], p["score"]), textcoords="offset points", xytext=(5, 4), fontsize=8)
+        ax.annotate(p["encoder"], (p["entropy"], p["score"]), textcoords="offset points", xytext=offset, fontsize=8)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
-    ax.set_title(title, fontsize=10)
+    ax.set_title(wrap(title), fontsize=10)
     ax.grid(alpha=0.3)
     return save(fig, path)

@@ -6,8 +6,8 @@ seed order, whose expert episode succeeds under the task's rule (Meta-World: suc
 final kept step); failed seeds are skipped and recorded. The result depends only on the config,
 never on the number of workers or on interruptions.
 
-Episode length: an episode stops `post_success_steps` steps after the first success (default 10),
-or at the horizon when that is None. Frames after the first success are kept so policies see the
+Episode length: by default an episode runs to the horizon (post_success_steps=None, the protocol), or
+stops `post_success_steps` steps after the first success when that is set. Frames after the first success are kept so policies see the
 "hold it" phase; the CortexBench pickles came from mjrl-style full-horizon rollouts as far as the
 eai-vc code shows (its dataset code assumes equal-length paths), which the importer reads as-is.
 
@@ -54,7 +54,7 @@ class DemoConfig:
 
     num_demos: int = 25
     base_seed: int = DEFAULT_BASE_SEED
-    post_success_steps: int | None = 10
+    post_success_steps: int | None = None
     horizon: int | None = None  # None: the task's horizon
     max_failures: int | None = None  # None: 2 * num_demos + 10
     workers: int = 2  # 0: collect in this process

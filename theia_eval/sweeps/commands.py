@@ -149,9 +149,9 @@ def describe(report: SweepReport) -> str:
 
 
 def summary(report: SweepReport, store: ResultsStore) -> str:
-    lines = [f"[sweep {report.plan.name}] " + "; ".join(
-        f"{s}: " + ", ".join(f"{n} {k}" for k, n in sorted(report.counts(s).items())) for s in STAGES
-        if report.results.get(s))]
+    ran = "; ".join(f"{s}: " + ", ".join(f"{n} {k}" for k, n in sorted(report.counts(s).items())) for s in STAGES
+                    if report.results.get(s))
+    lines = [f"[sweep {report.plan.name}] {ran or 'nothing to run: every cell is finished'}"]
     lines.append(f"  store {report.plan.store}: {len(store)} rows, "
                  f"{sum(c['config_hash'] in store.finished() for c in report.plan.train)}/{len(report.plan.train)} "
                  "cells finished")

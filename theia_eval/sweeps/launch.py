@@ -49,10 +49,20 @@ def load_plan(path: str) -> Plan:
     return _PLANS[path]
 
 
+def usable_start_method() -> None:
+    """joblib's loky workers report start method 'loky', which their own children cannot resolve (simulator
+    workers die with "cannot find context for 'loky'"): give them the standard forkserver instead."""
+    import multiprocessing as mp
+
+    if mp.get_start_method(allow_none=True) not in (None, "fork", "spawn", "forkserver"):
+        mp.set_start_method("forkserver", force=True)
+
+
 def run_job(cfg: DictConfig) -> dict:
     """The Hydra task function: one stage job; exceptions become a 'failed' result."""
     from theia_eval.sweeps.stages import run_stage_job
 
+    usable_start_method()
     plan = load_plan(str(cfg.plan))
     job = plan.stage(str(cfg.stage))[int(cfg.job)]
     try:
