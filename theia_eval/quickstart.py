@@ -31,7 +31,8 @@ def sweep_config(cfg: DictConfig) -> DictConfig:
     return compose("sweep", [f"sweep={cfg.grid}", f"out_dir={work}", f"store={work / 'results.sqlite'}",
                              f"demos_dir={work / 'demos'}", f"cache_dir={work / 'cache'}",
                              f"students_dir={work / 'students'}", "launcher=sequential", f"device={cfg.device}",
-                             f"threads={cfg.threads}", "leaderboard=false", *cfg.sweep_overrides])
+                             f"threads={cfg.threads}", f"embed_batch={cfg.embed_batch}", "leaderboard=false",
+                             *cfg.sweep_overrides])
 
 
 def entropy_config(cfg: DictConfig, store: Path, sweep_name: str) -> DictConfig:

@@ -114,8 +114,10 @@ def test_entropy_verb_with_scores_cache_and_report(tmp_path, capsys, monkeypatch
     assert json.loads((tmp_path / "out" / "entropy.json").read_text())["records"] == rep["records"]
 
 
-def test_entropy_bad_inputs(tmp_path, capsys):
+def test_entropy_bad_inputs(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
     assert main(["entropy", "encoders=results"]) == 2
+    assert not (tmp_path / "results").exists()  # nothing written on bad input
     assert "needs results=PATH" in capsys.readouterr().err
     assert main(["entropy", "encoders=[pixels]", "images=movies:/x", f"out_dir={tmp_path}"]) == 2
     assert "unknown image source 'movies'" in capsys.readouterr().err

@@ -137,3 +137,10 @@ def test_empty_and_missing_results(tmp_path, capsys):
     assert "does not exist" in capsys.readouterr().err
     assert main(["leaderboard"]) == 2
     assert "pass results=PATH" in capsys.readouterr().err
+
+
+def test_plot_labels_of_nearby_points_are_stacked_not_overprinted():
+    from theia_eval.analysis.plots import label_offsets
+
+    assert label_offsets([(0.0, 0.0), (0.1, 1.0), (5.0, 5.0), (0.0, 0.5)], 0.5, 2.0) == [(5, 4), (5, -7), (5, 4),
+                                                                                           (5, -18)]

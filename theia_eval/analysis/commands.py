@@ -243,8 +243,8 @@ def entropy_markdown(report: dict) -> str:
 def write_entropy(cfg: DictConfig, echo=print) -> dict[str, Path]:
     """Compute (or reuse) the entropy report and write entropy.md/.csv/.json, its plots and report.html."""
     out_dir = Path(cfg.out_dir)
+    report = compute_entropy(cfg, echo)  # bad input fails here, before anything is written
     out_dir.mkdir(parents=True, exist_ok=True)
-    report = compute_entropy(cfg, echo)
     figs = entropy_plots(report, out_dir)
     paths = {"json": out_dir / ENTROPY_JSON, "md": out_dir / "entropy.md", "csv": out_dir / "entropy.csv"}
     atomic_write_json(paths["json"], report)

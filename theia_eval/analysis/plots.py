@@ -24,14 +24,19 @@ def wrap(title: str, width: int = 75) -> str:
     return "\n".join(textwrap.wrap(title, width))
 
 
-def label_offsets(xy: Sequence[tuple[float, float]]) -> list[tuple[int, int]]:
-    """Text offsets (points) that stack the labels of coinciding points instead of overprinting them."""
+def label_offsets(xy: Sequence[tuple[float, float]], x_tol: float, y_tol: float) -> list[tuple[int, int]]:
+    """Text offsets (points) that stack the labels of nearby points (within the tolerances) instead of
+    overprinting them."""
     out, seen = [], []
-    for p in xy:
-        same = sum(1 for q in seen if abs(q[0] - p[0]) <= 1e-9 + 0.02 * abs(p[0]) and abs(q[1] - p[1]) < 1.5)
-        out.append((5, 4 - 11 * same))
-        seen.append(p)
+    for x, y in xy:
+        near = sum(1 for qx, qy in seen if abs(qx - x) <= x_tol and abs(qy - y) <= y_tol)
+        out.append((5, 4 - 11 * near))
+        seen.append((x, y))
     return out
+
+
+def _log_x(x: float) -> float:
+    return float(np.log10(max(x, 0.05)))
 
 
 def save(fig, path: Path, dpi: int = 110) -> Path:
@@ -52,7 +57,7 @@ def score_vs_gflops(points: Sequence[Mapping], path: Path, ylabel: str, title: s
     """
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7.0, 4.6))
-    offsets = label_offsets([(p["gflops"], p["last"]) for p in points])
+    offsets = label_offsets([(_log_x(p["gflops"]), p["last"]) for p in points], x_tol=0.25, y_tol=4.0)
     for p, offset in zip(points, offsets):
         marker = MARKERS.get(p["head_input"], "^")
         ax.plot([p["gflops"], p["gflops"]], [p["last"], p["best"]], color="0.75", lw=0.8, zorder=1)
@@ -114,7 +119,9 @@ def entropy_vs_score(points: Sequence[Mapping], path: Path, xlabel: str, ylabel:
     """Labelled scatter of entropy (x) against score (y), with the s.e. of the score as error bars."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6.2, 4.2))
-    offsets = label_offsets([(p["entropy"], p["score"]) for p in points])
+    xs, ys = [p["entropy"] for p in points], [p["score"] for p in points]
+    span = lambda v: (max(v) - min(v)) if v else 0.0
+    offsets = label_offsets(list(zip(xs, ys)), 0.1 * span(xs) + 1e-9, 0.05 * span(ys) + 1e-9)
     for p, offset in zip(points, offsets):
         err = p.get("sem")
         ax.errorbar([p["entropy"]], [p["score"]], yerr=None if err is None or err != err else [err], fmt="o",

@@ -33,7 +33,7 @@ PLAN_FORMAT = 1
 NON_IDENTITY = {"bc.progress", "eval.progress", "eval.video", "eval.video_episodes", "eval.num_envs", "device",
                 "out_dir", "cache_dir", "demos_dir", "demos", "suite", "weights", "encoder"}
 # keys of a distill config that do not change the student
-DISTILL_NON_IDENTITY = {"run_dir", "device", "resume", "cache_dir", "train.progress", "train.num_workers",
+DISTILL_NON_IDENTITY = {"run_dir", "device", "resume", "cache_dir", "extract_batch", "train.progress", "train.num_workers",
                         "train.log_every", "train.tensorboard", "train.stop_at"}
 DEMO_KEYS = ("num_demos", "seed", "post_success_steps", "horizon", "max_failures", "preset", "resolution", "crop",
              "camera", "workers", "compression", "compression_level", "valid_fraction")
@@ -320,7 +320,7 @@ def build_plan(cfg: DictConfig) -> Plan:
     cells = [cell_job(families[task_family(t)][2], e, t, h, s, kinds[h], families[task_family(t)][0], out_dir,
                       sweep.name)
              for e in encoders for t in tasks for h in heads for s in seeds]
-    embeds = embed_jobs(cells)
+    embeds = embed_jobs(cells, int(cfg.embed_batch))
     return Plan(sweep.name, str(out_dir), str(cfg.store), cfg.store_journal, cfg.get("threads"), demo_jobs,
                 [{"id": s.label, **asdict(s)} for s in students], embeds, cells)
 
@@ -389,7 +389,7 @@ def cell_job(base: DictConfig, enc: EncoderEntry, task: str, head: str, seed: in
             "protocol": protocol_label(devs), "deviations": devs, "sweep": sweep}
 
 
-def embed_jobs(cells: list[dict]) -> list[dict]:
+def embed_jobs(cells: list[dict], batch: int = 64) -> list[dict]:
     """One job per (encoder label, input kind): the caches of all its tasks, built once for every seed/head."""
     from theia_eval.envs.demos import demo_path
     from theia_eval.envs.tasks import get_task
@@ -399,7 +399,7 @@ def embed_jobs(cells: list[dict]) -> list[dict]:
         cfg = c["config"]
         job = groups.setdefault((c["label"], c["kind"]), {
             "id": f"{c['label']}:{c['kind']}", "label": c["label"], "encoder": c["encoder"], "kind": c["kind"],
-            "tasks": [], "demos": [], "cache_dir": cfg["cache_dir"], "device": cfg["device"]})
+            "tasks": [], "demos": [], "cache_dir": cfg["cache_dir"], "device": cfg["device"], "batch": batch})
         if c["task"] not in job["tasks"]:
             job["tasks"].append(c["task"])
             job["demos"].append({"path": str(demo_path(cfg["demos_dir"], get_task(c["task"]))), "split": cfg["split"]})

@@ -98,7 +98,8 @@ def embed_tasks(job: dict, plan: Plan) -> dict:
     frames = 0
     for demos in job["demos"]:
         with HDF5DemoSource(demos["path"], split=demos["split"]) as src:
-            cache = get_or_build_cache(encoder, src, job["cache_dir"], job["kind"], progress=False)
+            cache = get_or_build_cache(encoder, src, job["cache_dir"], job["kind"], chunk_size=int(job["batch"]),
+                                       progress=False)
         frames += cache.num_frames
     return {"status": "done", "frames": frames}
 
