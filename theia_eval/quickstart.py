@@ -1,4 +1,4 @@
-"""`theia-eval quickstart` (`make quickstart`): the whole pipeline, small, on a CPU, in about ten minutes.
+"""`theia-eval quickstart` (`make quickstart`): the whole pipeline, small, on a CPU, in under ten minutes.
 
 1. runs the sweep configs/sweep/quickstart.yaml: collects a few Meta-World demos (fast render preset),
    renders frames and distills a nano student from the `offline` teacher set, caches embeddings, trains

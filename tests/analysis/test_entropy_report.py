@@ -23,12 +23,13 @@ class NormEncoder:
     name, weights_id, token_dim = "norms", "none", 2
 
     def __init__(self, norms: np.ndarray, grid=(4, 4)):
-        self.norms, self.grid = np.asarray(norms, np.float64), grid
+        self.norms, self.grid, self.used = np.asarray(norms, np.float64), grid, 0
 
     def __call__(self, images):
         h, w = self.grid
         n = len(images)
-        vals = torch.as_tensor(self.norms[: n * h * w].reshape(n, h, w), dtype=torch.float64)
+        vals = torch.as_tensor(self.norms[self.used:self.used + n * h * w].reshape(n, h, w), dtype=torch.float64)
+        self.used += n * h * w
         tokens = torch.stack([vals * 0.6, vals * 0.8], dim=-1)  # |(0.6v, 0.8v)| = v
         return SimpleNamespace(tokens=tokens, summary=tokens.mean((1, 2)))
 
@@ -45,19 +46,32 @@ def test_uniform_norms_give_log_bins_and_constant_norms_give_zero():
     assert rec["entropy"] == pytest.approx(math.log(32), abs=1e-9)
     assert rec["normalized"] == pytest.approx(1.0) and rec["num_tokens"] == 512 and rec["bins"] == 32
     assert rec["by_bins"]["8"] == pytest.approx(math.log(8), abs=1e-9)
+    assert rec["relative_spread"] == pytest.approx((511 / 512) / 0.5)
     assert sum(rec["hist"]["counts"]) == 512 and len(rec["hist"]["edges"]) == 33
     const = entropy_record("c", NormEncoder(np.full(512, 3.0)), images(32), "all", 32, [8, 32])
-    assert const["entropy"] == 0.0 and const["norm_mean"] == pytest.approx(3.0)
+    assert const["entropy"] == 0.0 and const["norm_mean"] == pytest.approx(3.0) and const["relative_spread"] == 0.0
+    # norms equal up to float rounding (a final LayerNorm with unit scale): flagged, not correlated
+    layernormed = entropy_record("ln", NormEncoder(np.sqrt(128) * (1 + 1e-7 * np.sin(np.arange(512)))), images(32),
+                                 "all", 32, [8, 32])
+    assert layernormed["entropy"] > 0.5 and layernormed["relative_spread"] < 1e-6  # rounding noise, binned
+    scores = {"u": (50.0, 1.0), "c": (10.0, 1.0), "ln": (30.0, 1.0)}
+    res = corr_of([rec, const, layernormed], scores)
+    assert res["constant_norms"] == ["c", "ln"] and res["n"] == 1 and res["encoders"] == ["u"]
+
+
+def corr_of(records, scores):
+    from theia_eval.analysis.entropy_report import correlate
+
+    return correlate(records, scores, [8, 32], 100, 0, 8, min_spread=1e-4)
 
 
 def test_token_sets_select_what_they_say():
     norms = np.arange(2 * 16, dtype=np.float64)
-    enc = NormEncoder(norms)
-    assert sorted(encode_norms(enc, np.zeros((2, 8, 8, 3), np.uint8), "all")) == pytest.approx(norms)
-    inner = encode_norms(enc, np.zeros((2, 8, 8, 3), np.uint8), "interior")
+    assert sorted(encode_norms(NormEncoder(norms), np.zeros((2, 8, 8, 3), np.uint8), "all")) == pytest.approx(norms)
+    inner = encode_norms(NormEncoder(norms), np.zeros((2, 8, 8, 3), np.uint8), "interior")
     assert sorted(inner) == pytest.approx([5, 6, 9, 10, 21, 22, 25, 26])  # the 2x2 centre of each 4x4 grid
     with pytest.raises(UnknownNameError, match="unknown token set"):
-        encode_norms(enc, np.zeros((1, 8, 8, 3), np.uint8), "cls")
+        encode_norms(NormEncoder(norms), np.zeros((1, 8, 8, 3), np.uint8), "cls")
 
 
 def test_correlations_match_definitions_and_verdicts_are_plain():
@@ -96,13 +110,14 @@ def test_entropy_verb_with_scores_cache_and_report(tmp_path, capsys, monkeypatch
             "bins=20", "bins_list=[5,20]", f"out_dir={tmp_path / 'out'}", "bootstrap=200"]
     assert main(args) == 0
     out = capsys.readouterr().out
-    assert "Only 2 encoder(s) have both an entropy and a score" in out
+    assert "Only 1 encoder(s) have both an entropy and a score" in out  # blind's norms are constant (all 0)
     rep = json.loads((tmp_path / "out" / "entropy.json").read_text())
     recs = {r["encoder"]: r for r in rep["records"]}
     assert set(recs) == {"pixels", "blind"} and rep["bins"] == 20 and rep["token_set"] == "all"
     assert recs["blind"]["entropy"] == 0.0 and recs["pixels"]["entropy"] > 2.0
     assert recs["pixels"]["num_tokens"] == 6 * 16 * 16 and recs["pixels"]["images"] == 6
-    assert rep["correlation"]["n"] == 2 and "conv head, last checkpoint" in rep["correlation"]["score_label"]
+    assert rep["correlation"]["n"] == 1 and rep["correlation"]["constant_norms"] == ["blind"]
+    assert "conv head, last checkpoint" in rep["correlation"]["score_label"]
     html = (tmp_path / "out" / "report.html").read_text()
     assert "Feature-norm entropy (20 bins, all spatial tokens" in html and html.count("data:image/png;base64,") >= 3
     assert "Leaderboard: CortexBench protocol" in html  # the report gathers both sections
@@ -125,3 +140,14 @@ def test_entropy_bad_inputs(tmp_path, capsys, monkeypatch):
     assert "unknown token set" in capsys.readouterr().err
     with pytest.raises(InputError, match="no demo files"):
         load_images(f"demos:{tmp_path}", 4)
+
+
+def test_entropy_tables_have_one_cell_per_header():
+    from theia_eval.analysis.entropy_report import entropy_tables
+
+    rec = entropy_record("u", NormEncoder(np.linspace(1, 2, 512)), images(32), "all", 16, [4, 16])
+    report = {"bins": 16, "bins_list": [4, 16], "token_set": "all", "token_set_description": "all spatial tokens",
+              "min_relative_spread": 1e-4, "images": {"description": "blank"}, "records": [rec],
+              "ranking_stability": {}, "correlation": None}
+    for table in entropy_tables(report):
+        assert all(len(row) == len(table.header) for row in table.rows)

@@ -133,8 +133,8 @@ def test_empty_and_missing_results(tmp_path, capsys):
     assert "is empty: no evaluations yet" in capsys.readouterr().out
     assert "is empty" in (tmp_path / "lb" / "leaderboard.md").read_text()
     assert "is empty" in (tmp_path / "lb" / "report.html").read_text()
-    assert main(["leaderboard", f"results={tmp_path / 'nope.sqlite'}"]) == 2
-    assert "does not exist" in capsys.readouterr().err
+    assert main(["leaderboard", f"results={tmp_path / 'nope' / 'r.sqlite'}"]) == 2
+    assert "does not exist" in capsys.readouterr().err and not (tmp_path / "nope").exists()
     assert main(["leaderboard"]) == 2
     assert "pass results=PATH" in capsys.readouterr().err
 
@@ -144,3 +144,15 @@ def test_plot_labels_of_nearby_points_are_stacked_not_overprinted():
 
     assert label_offsets([(0.0, 0.0), (0.1, 1.0), (5.0, 5.0), (0.0, 0.5)], 0.5, 2.0) == [(5, 4), (5, -7), (5, 4),
                                                                                            (5, -18)]
+
+
+def test_leaderboard_tables_have_one_cell_per_header():
+    from theia_eval.analysis.report import section_tables
+
+    rows = grid_rows() + [make_row("alpha", "metaworld/a", "mlp", s, c) for s in (100, 200) for c in ("last", "best")]
+    (sec,), _ = build_leaderboard(frame(rows))
+    tables = section_tables(sec)
+    assert [t.caption.split(":")[0] for t in tables] == [
+        "Leaderboard", "Spatial vs CLS heads (overall, last checkpoint)", "Per task (last / best)"]
+    for t in tables:
+        assert t.rows and all(len(r) == len(t.header) for r in t.rows)

@@ -26,6 +26,7 @@ from theia_eval.io import atomic_write_json, atomic_write_text
 
 REPORT = "report.html"
 ENTROPY_JSON = "entropy.json"
+ENTROPY_FORMAT = 2  # of entropy.json; report.html skips an entropy.json of another format (re-run `entropy`)
 
 
 def _parser(verb: str, description: str) -> argparse.ArgumentParser:
@@ -82,8 +83,8 @@ def write_leaderboard(results: str | Path, out_dir: str | Path, sweep_name: str 
                       mujoco: tuple[str, ...] = MUJOCO_SUITES, export: str | None = "parquet") -> dict[str, Path]:
     """Write leaderboard.md/.csv/.html (+ plots, + the results export); returns the paths."""
     out_dir = Path(out_dir)
+    sections, meta = leaderboard_data(results, sweep_name, mujoco)  # a bad results file fails before any write
     out_dir.mkdir(parents=True, exist_ok=True)
-    sections, meta = leaderboard_data(results, sweep_name, mujoco)
     paths = {"md": out_dir / "leaderboard.md", "csv": out_dir / "leaderboard.csv",
              "html": out_dir / "leaderboard.html", "report": out_dir / REPORT}
     if not sections:
@@ -140,8 +141,8 @@ def entropy_encoders(spec, results: str | None) -> list[dict]:
         if df.empty:
             raise InputError(empty_message(str(results)))
         firsts = df.drop_duplicates("encoder")
-        return [{"label": r.encoder, "name": r.encoder_name, "weights": r.weights if isinstance(r.weights, str) else None}
-                for r in firsts.itertuples()]
+        return [{"label": r.encoder, "name": r.encoder_name,
+                 "weights": r.weights if isinstance(r.weights, str) else None} for r in firsts.itertuples()]
     items = spec if isinstance(spec, (list, tuple)) else [spec]
     entries = [parse_encoder(i) for i in items]
     return [{"label": e.label, "name": e.name, "weights": e.weights} for e in entries]
@@ -186,7 +187,9 @@ def compute_entropy(cfg: DictConfig, echo=print) -> dict:
                                 else cfg.encoders, cfg.results)
     images = load_images(cfg.images, int(cfg.num_images))
     out_dir = Path(cfg.out_dir)
-    cached = {r["key"]: r for r in read_json(out_dir / ENTROPY_JSON).get("records", [])}
+    previous = read_json(out_dir / ENTROPY_JSON)
+    same_format = previous.get("format") == ENTROPY_FORMAT
+    cached = {r["key"]: r for r in previous.get("records", [])} if same_format else {}
     records = []
     for e in encoders:
         key = record_key(e["label"], weights_hash(e["weights"] or e["name"]), images, cfg.token_set, bins, bins_list)
@@ -196,12 +199,14 @@ def compute_entropy(cfg: DictConfig, echo=print) -> dict:
             cached[key] = {**entropy_record(e["label"], enc, images, cfg.token_set, bins, bins_list), "key": key}
         records.append(cached[key])
     scores, label = score_lookup(cfg.results, cfg)
-    report = {"generated": now(), "bins": bins, "bins_list": bins_list, "token_set": cfg.token_set,
+    report = {"format": ENTROPY_FORMAT, "generated": now(), "bins": bins, "bins_list": bins_list,
+              "token_set": cfg.token_set, "min_relative_spread": float(cfg.min_relative_spread),
               "token_set_description": TOKEN_SETS[cfg.token_set][1],
               "images": {"spec": str(cfg.images), "count": len(images.array), "description": images.description},
               "records": records, "ranking_stability": ranking_stability(records, bins, bins_list)}
     if scores:
-        corr = correlate(records, scores, bins_list, int(cfg.bootstrap), int(cfg.seed), int(cfg.min_encoders))
+        corr = correlate(records, scores, bins_list, int(cfg.bootstrap), int(cfg.seed), int(cfg.min_encoders),
+                         float(cfg.min_relative_spread))
         report["correlation"] = {**corr, "score_label": label}
     else:
         report["correlation"] = None
@@ -284,7 +289,11 @@ def write_report(out_dir: Path, results: str | Path | None, sweep_name: str | No
         else:
             page.paragraph(empty_message(str(results)), "warn")
     report = read_json(out_dir / ENTROPY_JSON)
-    if report:
+    if report and report.get("format") != ENTROPY_FORMAT:
+        page.heading("Feature-norm entropy")
+        page.paragraph(f"{out_dir / ENTROPY_JSON} was written by another theia-eval version; re-run "
+                       "`theia-eval entropy ...` to include it.", "warn")
+    elif report:
         page.heading("Feature-norm entropy")
         page.paragraph(f"Images: {report['images']['description']}. Bins: {report['bins']}; token set: "
                        f"{report['token_set_description']}.")

@@ -130,6 +130,13 @@ def encode_norms(encoder, images: np.ndarray, token_set: str, batch: int = 16) -
 
 
 # ------------------------------------------------------------------------------------------- records
+def relative_spread(norms: np.ndarray) -> float:
+    """(max - min) / mean of the norms: ~1e-7 means constant up to float rounding (e.g. tokens leaving a final
+    LayerNorm with unit scale all have norm sqrt(C)), where a range-fitted histogram only bins rounding noise."""
+    mean = float(np.mean(norms))
+    return float((norms.max() - norms.min()) / mean) if mean > 0 else 0.0
+
+
 def entropy_record(label: str, encoder, images: Images, token_set: str, bins: int, bins_list: list[int]) -> dict:
     """Entropy, its parameters, the bin-count sensitivity and the histogram, for one encoder."""
     norms = encode_norms(encoder, images.array, token_set)
@@ -140,7 +147,7 @@ def entropy_record(label: str, encoder, images: Images, token_set: str, bins: in
             "grid": list(encoder.grid), "token_dim": encoder.token_dim, "images": len(images.array),
             "token_set": token_set, **res.to_dict(), "normalized": res.entropy / res.max_entropy if bins > 1 else 0.0,
             "by_bins": {str(b): v for b, v in bin_sensitivity(norms, tuple(bins_list)).items()},
-            "norm_mean": float(norms.mean()), "norm_std": float(norms.std()),
+            "norm_mean": float(norms.mean()), "norm_std": float(norms.std()), "relative_spread": relative_spread(norms),
             "hist": {"counts": counts.tolist(), "edges": edges.tolist(), "entropy": res.entropy}}
 
 
@@ -154,10 +161,18 @@ def ranking_stability(records: list[dict], bins: int, bins_list: list[int]) -> d
     return {str(b): spearman(ref, [r["by_bins"][str(b)] for r in records]) for b in bins_list}
 
 
+def degenerate(record: dict, min_spread: float) -> bool:
+    """Norms constant to within `min_spread` (relative): the entropy is then rounding noise, not a property."""
+    return record["relative_spread"] < min_spread
+
+
 def correlate(records: list[dict], scores: dict[str, tuple[float, float]], bins_list: list[int],
-              resamples: int, seed: int, min_encoders: int) -> dict:
-    """Pearson and Spearman of entropy vs score (bootstrap CIs), per bin count too, and the verdict."""
-    pairs = [(r, scores[r["encoder"]]) for r in records if r["encoder"] in scores]
+              resamples: int, seed: int, min_encoders: int, min_spread: float = 0.0) -> dict:
+    """Pearson and Spearman of entropy vs score (bootstrap CIs), per bin count too, and the verdict.
+
+    Encoders whose norms are constant to within `min_spread` are left out, and listed."""
+    constant = [r["encoder"] for r in records if degenerate(r, min_spread)]
+    pairs = [(r, scores[r["encoder"]]) for r in records if r["encoder"] in scores and r["encoder"] not in constant]
     x = np.array([r["entropy"] for r, _ in pairs])
     y = np.array([s[0] for _, s in pairs])
     results = [bootstrap(x, y, m, resamples, seed) for m in CORRELATIONS]
@@ -169,7 +184,7 @@ def correlate(records: list[dict], scores: dict[str, tuple[float, float]], bins_
             "points": [{"encoder": r["encoder"], "entropy": r["entropy"], "score": s[0], "sem": s[1]}
                        for r, s in pairs],
             "correlations": [c.to_dict() for c in results], "by_bins": by_bins,
-            "verdict": verdict(results, min_encoders), "min_encoders": min_encoders,
+            "verdict": verdict(results, min_encoders), "min_encoders": min_encoders, "constant_norms": constant,
             "missing_scores": [r["encoder"] for r in records if r["encoder"] not in scores]}
 
 
@@ -179,13 +194,16 @@ def entropy_tables(report: dict) -> list[Table]:
     main = Table(f"Feature-norm entropy ({report['bins']} bins, {report['token_set_description']}; "
                  f"{report['images']['description']})",
                  ["encoder", "weights", "grid", "tokens", "entropy (nats)", "log(bins)", "entropy / log(bins)",
-                  "norm mean", "norm std"] + [f"H @ {b} bins" for b in bins_list],
-                 note="Entropy of the normalized histogram of token L2 norms pooled over all images (natural log). "
-                      "The paper published neither its bin count nor its token set; both are stated here.")
+                  "norm mean", "norm std", "(max-min)/mean"] + [f"H @ {b} bins" for b in bins_list],
+                 note="Entropy of the normalized histogram of token L2 norms pooled over all images (natural log), the "
+                      "histogram spanning the observed min..max. The paper published neither its bin count nor its "
+                      "token set; both are stated here. Tokens leaving a final LayerNorm have nearly equal norms "
+                      f"(column (max-min)/mean); below {report['min_relative_spread']:g} the norms are constant up "
+                      "to rounding, the entropy measures nothing, and the encoder is left out of the correlation.")
     for r in report["records"]:
         main.rows.append([r["encoder"], r["weights"], "x".join(map(str, r["grid"])), str(r["num_tokens"]),
                           fmt(r["entropy"], 3), fmt(r["max_entropy"], 3), fmt(r["normalized"], 3),
-                          fmt(r["norm_mean"], 3), fmt(r["norm_std"], 3)]
+                          fmt(r["norm_mean"], 3), fmt(r["norm_std"], 3), f"{r['relative_spread']:.2g}"]
                          + [fmt(r["by_bins"][str(b)], 3) for b in bins_list])
     tables = [main]
     stab = report.get("ranking_stability") or {}
@@ -195,8 +213,10 @@ def entropy_tables(report: dict) -> list[Table]:
                                                      + [fmt(v, 2) for v in stab.values()]]))
     corr = report.get("correlation")
     if corr:
+        left_out = (f" Left out (constant norms): {', '.join(corr['constant_norms'])}."
+                    if corr.get("constant_norms") else "")
         t = Table(f"Entropy vs score ({corr['score_label']}; n = {corr['n']} encoders)",
-                  ["method", "value", "95% bootstrap CI", "n"], note=corr["verdict"])
+                  ["method", "value", "95% bootstrap CI", "n"], note=corr["verdict"] + left_out)
         for c in corr["correlations"]:
             t.rows.append([c["method"], fmt(c["value"], 3), f"[{fmt(c['ci95'][0], 2)}, {fmt(c['ci95'][1], 2)}]",
                            str(c["n"])])
@@ -208,10 +228,14 @@ def entropy_tables(report: dict) -> list[Table]:
     return tables
 
 
+RECORD_FORMAT = 2  # bump when entropy_record gains fields, so cached records are recomputed
+
+
 def record_key(label: str, weights_hash: str, images: Images, token_set: str, bins: int, bins_list: list[int]) -> str:
     from theia_eval.sweeps.plan import stable_hash
 
-    return stable_hash([label, weights_hash, images.fingerprint, token_set, int(bins), list(bins_list)], 16)
+    return stable_hash([RECORD_FORMAT, label, weights_hash, images.fingerprint, token_set, int(bins),
+                        list(bins_list)], 16)
 
 
 __all__ = ["IMAGE_SOURCES", "TOKEN_SETS", "Images", "correlate", "entropy_record", "entropy_tables", "load_images",

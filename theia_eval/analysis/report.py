@@ -13,7 +13,8 @@ CHECKPOINT_NOTE = ("last = the final epoch's evaluation; best = the maximum over
                    "(the CortexBench reporting rule, optimistic). Scores 0-100: mean ± s.e. over seeds (n = seeds).")
 CSS = """body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1200px;color:#222;padding:0 1em}
 table{border-collapse:collapse;margin:1em 0;font-size:13px}th,td{border:1px solid #ccc;padding:3px 7px;text-align:right}
-th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}caption{font-weight:bold;text-align:left;padding:4px 0}
+th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}
+caption{font-weight:bold;text-align:left;padding:4px 0}
 .note{font-size:12px;color:#555;font-style:italic}.warn{background:#fff4e5;border-left:4px solid #f90;padding:6px 10px}
 img{max-width:100%;border:1px solid #eee;margin:0.5em 0}code{background:#f6f6f6;padding:0 3px}"""
 

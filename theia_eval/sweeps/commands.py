@@ -54,7 +54,8 @@ def pending_jobs(plan: Plan, store: ResultsStore) -> dict[str, list[int]]:
     groups = {f"{c['label']}:{c['kind']}" for c in need}
     tasks = {c["task"] for c in need}
     return {"demos": [i for i, d in enumerate(plan.demos) if d["task"] in tasks and not demos_complete(d)],
-            "distill": [i for i, s in enumerate(plan.distill) if s["label"] in students and not student_done(s["run_dir"])],
+            "distill": [i for i, s in enumerate(plan.distill)
+                        if s["label"] in students and not student_done(s["run_dir"])],
             "embed": [i for i, e in enumerate(plan.embed) if e["id"] in groups],
             "train": cells}
 

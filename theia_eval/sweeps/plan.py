@@ -2,8 +2,9 @@
 
 A sweep config (configs/sweep/<name>.yaml) names encoders, an optional distill stage (its students join
 the encoder list under their labels), suites and/or tasks, heads, seeds, the demo recipe and overrides of
-configs/train.yaml, optionally per task family (suite_overrides: {dmc: {demos: {...}, train: {...}}}). `build_plan` checks every name and key before any work starts, then lists the jobs
-of the four stages, in order:
+configs/train.yaml, optionally per task family (suite_overrides: {dmc: {demos: {...}, train: {...}}}).
+`build_plan` checks every name and key before any work starts, then lists the jobs of the four stages,
+in order:
 
   demos    one per task: collect the expert demos (shared by every cell of the task)
   distill  one per student: render its frame set if asked, distill, export
@@ -33,8 +34,8 @@ PLAN_FORMAT = 1
 NON_IDENTITY = {"bc.progress", "eval.progress", "eval.video", "eval.video_episodes", "eval.num_envs", "device",
                 "out_dir", "cache_dir", "demos_dir", "demos", "suite", "weights", "encoder"}
 # keys of a distill config that do not change the student
-DISTILL_NON_IDENTITY = {"run_dir", "device", "resume", "cache_dir", "extract_batch", "train.progress", "train.num_workers",
-                        "train.log_every", "train.tensorboard", "train.stop_at"}
+DISTILL_NON_IDENTITY = {"run_dir", "device", "resume", "cache_dir", "extract_batch", "train.progress",
+                        "train.num_workers", "train.log_every", "train.tensorboard", "train.stop_at"}
 DEMO_KEYS = ("num_demos", "seed", "post_success_steps", "horizon", "max_failures", "preset", "resolution", "crop",
              "camera", "workers", "compression", "compression_level", "valid_fraction")
 DEMO_IDENTITY = ("num_demos", "seed", "post_success_steps", "horizon", "preset", "resolution", "crop", "camera",
