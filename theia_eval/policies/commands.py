@@ -129,6 +129,10 @@ def train(argv: list[str]) -> int:
                             formatter_class=argparse.RawDescriptionHelpFormatter,
                             epilog="Config keys: configs/train.yaml (bc.*, eval.* included).").parse_args(rest)
     cfg = compose("train", overrides)
+    if cfg.get("threads"):
+        import torch
+
+        torch.set_num_threads(int(cfg.threads))
     specs = resolve_tasks(cfg.suite, cfg.task)
     head_input_kind(cfg.head)  # unknown head names fail before any work
     encoder = load_encoder(cfg)

@@ -31,7 +31,7 @@ from theia_eval.sweeps.protocol import deviations, protocol_label
 
 PLAN_FORMAT = 1
 # keys of a cell config that do not change its result
-NON_IDENTITY = {"bc.progress", "eval.progress", "eval.video", "eval.video_episodes", "eval.num_envs", "device",
+NON_IDENTITY = {"bc.progress", "eval.progress", "eval.video", "eval.video_episodes", "eval.num_envs", "device", "threads",
                 "out_dir", "cache_dir", "demos_dir", "demos", "suite", "weights", "encoder"}
 # keys of a distill config that do not change the student
 DISTILL_NON_IDENTITY = {"run_dir", "device", "resume", "cache_dir", "extract_batch", "train.progress",
