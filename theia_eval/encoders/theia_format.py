@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from theia_eval.errors import CheckpointMismatchError, InputError, WeightsNotFoundError, unknown_name
+from theia_eval.encoders.weights import check_state
 
 BACKBONE_PREFIX = "backbone.model."
 TRANSLATOR_PREFIX = "translator.translator_heads."
@@ -285,17 +286,8 @@ def check_config_agrees(size: StudentSize, config: dict, file: Path) -> None:
 # --- loading -------------------------------------------------------------------------------------
 def check_official_keys(expected: dict[str, torch.Size], state: dict[str, torch.Tensor], what: str) -> None:
     """Raise naming the first missing/unexpected official key or shape mismatch."""
-    missing = [k for k in expected if k not in state]
-    unexpected = [k for k in state if k not in expected]
-    if missing or unexpected:
-        first = f"missing key '{missing[0]}'" if missing else f"unexpected key '{unexpected[0]}'"
-        raise CheckpointMismatchError(
-            f"{what}: checkpoint keys do not match the student ({len(missing)} missing, {len(unexpected)} "
-            f"unexpected; first: {first}). Check that the file is an official-layout Theia checkpoint.")
-    for k, shape in expected.items():
-        if tuple(state[k].shape) != tuple(shape):
-            raise CheckpointMismatchError(f"{what}: shape mismatch at key '{k}': checkpoint {tuple(state[k].shape)} "
-                                          f"vs model {tuple(shape)}. Check that the checkpoint is for this size.")
+    check_state({k: tuple(v) for k, v in expected.items()}, state, what,
+                "Check that the file is an official-layout Theia checkpoint of this size.")
 
 
 def load_backbone_state(model: nn.Module, state: dict[str, torch.Tensor], what: str) -> None:

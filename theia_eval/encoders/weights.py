@@ -84,21 +84,26 @@ def require_file(config: EncoderConfig, weights: str | None, default: Path | Non
     return path
 
 
-def load_matching(module: torch.nn.Module, state: dict[str, torch.Tensor], what: str) -> None:
-    """Strictly load a state dict, naming the first missing/unexpected key or shape mismatch."""
-    own = module.state_dict()
-    missing = [k for k in own if k not in state]
-    unexpected = [k for k in state if k not in own]
+def check_state(expected: dict[str, tuple[int, ...]], state: dict[str, torch.Tensor], what: str,
+                hint: str = "Check that the checkpoint is for this encoder and size.") -> None:
+    """Raise CheckpointMismatchError naming the first missing/unexpected key or the first shape mismatch."""
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
     if missing or unexpected:
         first = f"missing key '{missing[0]}'" if missing else f"unexpected key '{unexpected[0]}'"
         raise CheckpointMismatchError(
             f"{what}: checkpoint keys do not match the model ({len(missing)} missing, {len(unexpected)} unexpected; "
-            f"first: {first}). Check that the checkpoint is for this encoder and size.")
-    for k, v in state.items():
-        if tuple(v.shape) != tuple(own[k].shape):
+            f"first: {first}). {hint}")
+    for k, shape in expected.items():
+        if tuple(state[k].shape) != tuple(shape):
             raise CheckpointMismatchError(
-                f"{what}: shape mismatch at key '{k}': checkpoint {tuple(v.shape)} vs model {tuple(own[k].shape)}. "
-                "Check that the checkpoint is for this encoder and size.")
+                f"{what}: shape mismatch at key '{k}': checkpoint {tuple(state[k].shape)} vs model {tuple(shape)}. "
+                f"{hint}")
+
+
+def load_matching(module: torch.nn.Module, state: dict[str, torch.Tensor], what: str) -> None:
+    """Strictly load a state dict, naming the first missing/unexpected key or shape mismatch."""
+    check_state({k: tuple(v.shape) for k, v in module.state_dict().items()}, state, what)
     module.load_state_dict(state, strict=True)
 
 
