@@ -7,10 +7,6 @@ import pytest
 
 from theia_eval.policies.bc import WindowDataset
 
-# Narrow widths keep CPU tests fast; the architecture (stages, norms, queries) is the default one.
-SMALL = {"mlp": {"hidden": (128, 128, 128)},
-         "conv": {"channels": 64, "hidden": (128, 128, 128)},
-         "attn": {"dim": 32, "heads": 4, "hidden": (128, 128, 128)}}
 
 
 def linear_expert(kind: str, grid=(7, 7), dim: int = 4, demos: int = 8, length: int = 64, proprio: int = 4,

@@ -4,7 +4,7 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
-from conftest import SMALL
+from policy_helpers import SMALL
 
 from theia_eval.errors import CheckpointMismatchError, InputError, TrainingError
 from theia_eval.policies.bc import (

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 import torch
-from conftest import SMALL
+from policy_helpers import SMALL
 
 from theia_eval.errors import InputError, UnknownNameError
 from theia_eval.policies.bc import BCConfig, train_bc

@@ -36,7 +36,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from theia_eval.errors import CheckpointMismatchError, InputError, TrainingError, unknown_name
-from theia_eval.policies.cache import EmbeddingCache
+from theia_eval.policies.cache import EmbeddingCache, EmbeddingShapes
 from theia_eval.policies.heads import PolicyHead, PolicyShapes, create_head, head_input_kind, make_head_config
 from theia_eval.policies.history import fuse, gather_windows, get_fusion, window_indices
 
@@ -91,7 +91,7 @@ def norm_stats(kind: str, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 # --- data ------------------------------------------------------------------------------------------
-class WindowDataset(torch.utils.data.Dataset):
+class WindowDataset(torch.utils.data.Dataset, EmbeddingShapes):
     """T-frame windows of per-frame embeddings (array or memmap) + proprio + action, per frame.
 
     embeddings: (N, C) summaries or (N, h, w, C) token maps; actions (N, A); proprio (N, P);
@@ -136,18 +136,6 @@ class WindowDataset(torch.utils.data.Dataset):
 
     def __len__(self) -> int:
         return len(self.windows)
-
-    @property
-    def frame_shape(self) -> tuple[int, ...]:
-        return tuple(self.embeddings.shape[1:])
-
-    @property
-    def action_dim(self) -> int:
-        return int(self.actions.shape[1])
-
-    @property
-    def proprio_dim(self) -> int:
-        return int(self.proprio.shape[1])
 
     def shapes(self, action_dim: int | None = None) -> PolicyShapes:
         """PolicyShapes matching this data (grid/token dims for tokens, summary dim for summaries)."""

@@ -276,8 +276,24 @@ def frame_shape(encoder: Any, kind: str) -> tuple[int, ...]:
 
 
 # --- reading ---------------------------------------------------------------------------------------
+class EmbeddingShapes:
+    """Shape facts of anything holding `embeddings` (N, ...), `actions` (N, A) and `proprio` (N, P)."""
+
+    @property
+    def frame_shape(self) -> tuple[int, ...]:
+        return tuple(self.embeddings.shape[1:])
+
+    @property
+    def action_dim(self) -> int:
+        return int(self.actions.shape[1])
+
+    @property
+    def proprio_dim(self) -> int:
+        return int(self.proprio.shape[1])
+
+
 @dataclass
-class EmbeddingCache:
+class EmbeddingCache(EmbeddingShapes):
     """An opened cache: memory-mapped float16 embeddings plus in-memory actions and proprio."""
 
     path: Path
@@ -306,17 +322,6 @@ class EmbeddingCache:
     def num_frames(self) -> int:
         return int(self.embeddings.shape[0])
 
-    @property
-    def frame_shape(self) -> tuple[int, ...]:
-        return tuple(self.embeddings.shape[1:])
-
-    @property
-    def action_dim(self) -> int:
-        return int(self.actions.shape[1])
-
-    @property
-    def proprio_dim(self) -> int:
-        return int(self.proprio.shape[1])
 
     def demo_rows(self, key: str) -> slice:
         """Rows of one demo in the flat arrays."""

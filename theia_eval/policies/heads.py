@@ -16,6 +16,7 @@ proprio_dim is 0.
 """
 from __future__ import annotations
 
+import abc
 import dataclasses
 import math
 from collections.abc import Callable
@@ -141,7 +142,7 @@ def needs_pool(grid: tuple[int, int]) -> bool:
 
 
 # --- the registry ----------------------------------------------------------------------------------
-class PolicyHead(nn.Module):
+class PolicyHead(nn.Module, abc.ABC):
     """Base class: holds the shapes, checks inputs, concatenates proprio before the MLP."""
 
     input_kind: ClassVar[str]  # "summary" or "tokens"
@@ -169,9 +170,9 @@ class PolicyHead(nn.Module):
             z = torch.cat([z, proprio.to(z.dtype)], dim=1)
         return self.mlp(z)
 
+    @abc.abstractmethod
     def encode(self, features: torch.Tensor) -> torch.Tensor:
         """Fused features -> the vector fed (with proprio) to the BatchNorm MLP."""
-        raise NotImplementedError
 
     def _check(self, features: torch.Tensor, proprio: torch.Tensor | None) -> None:
         if tuple(features.shape[1:]) != self.feature_shape:

@@ -21,8 +21,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from theia_eval.envs.adroit import AdroitTask, make_gym_env
-from theia_eval.envs.experts.mpc import MPCConfig, RewardFn, SamplingMPC
-from theia_eval.envs.simstate import set_param_values, split_state
+from theia_eval.envs.experts.mpc import MPCConfig, RewardFn, SamplingMPC, plan_from_state
 from theia_eval.errors import InputError
 
 # sensor name -> (object type, object name): positions the rewards read, in this order
@@ -132,12 +131,7 @@ class AdroitMPCExpert:
         self._last_time = np.inf
 
     def get_action(self, state: np.ndarray) -> np.ndarray:
-        physics, params = split_state(self.task.params, np.asarray(state, dtype=np.float64))
-        if physics[0] < self._last_time:  # time went back: a new episode
-            self.mpc.reset()
-        self._last_time = physics[0]
-        set_param_values(self.task.params, self.model, params)
-        ctrl = self.mpc.act(physics)
+        ctrl = plan_from_state(self, state)
         return np.clip((ctrl - self.act_mean) / self.act_rng, -1.0, 1.0)
 
 

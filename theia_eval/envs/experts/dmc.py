@@ -19,8 +19,8 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from theia_eval.envs.dmc import DMCTask, load_env
-from theia_eval.envs.experts.mpc import MPCConfig, RewardFn, SamplingMPC
-from theia_eval.envs.simstate import set_param_values, split_state
+from theia_eval.envs.experts.mpc import MPCConfig, RewardFn, SamplingMPC, plan_from_state
+from theia_eval.envs.simstate import split_state
 from theia_eval.errors import InputError
 
 WALKER_TORSO_Z0 = 1.3  # walker.xml: torso body at z 1.3; its height is 1.3 + qpos[rootz]
@@ -112,12 +112,7 @@ class MPCExpert:
         self._last_time = np.inf
 
     def get_action(self, state: np.ndarray) -> np.ndarray:
-        physics, params = split_state(self.task.params, np.asarray(state, dtype=np.float64))
-        if physics[0] < self._last_time:  # time went back: a new episode
-            self.mpc.reset()
-        self._last_time = physics[0]
-        set_param_values(self.task.params, self.model, params)
-        return self.mpc.act(physics)
+        return plan_from_state(self, state)
 
 
 @dataclass(frozen=True)

@@ -107,3 +107,19 @@ class SamplingMPC:
         action = self.plan[0].copy()
         self.plan = np.concatenate([self.plan[1:], self.plan[-1:]])
         return action
+
+
+def plan_from_state(expert, state: np.ndarray) -> np.ndarray:
+    """One MPC step of a state-reading expert (needs .task.params, .model, .mpc, ._last_time).
+
+    Splits the state into physics and task parameters, restarts the planner when simulated time
+    goes back (a new episode), syncs the planning model's parameters and returns the control.
+    """
+    from theia_eval.envs.simstate import set_param_values, split_state
+
+    physics, params = split_state(expert.task.params, np.asarray(state, dtype=np.float64))
+    if physics[0] < expert._last_time:
+        expert.mpc.reset()
+    expert._last_time = physics[0]
+    set_param_values(expert.task.params, expert.model, params)
+    return expert.mpc.act(physics)
