@@ -10,7 +10,7 @@ export PYOPENGL_PLATFORM ?= egl
 $(STAMP): pyproject.toml setup.py
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -e ".[test,video]"
+	$(PY) -m pip install -e ".[test,video,cluster]"
 	touch $(STAMP)
 
 install: $(STAMP)
