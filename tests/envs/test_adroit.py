@@ -267,3 +267,29 @@ def test_import_command_line(tmp_path, pen_episodes, capsys):
     assert "1 demos (0 failing the success rule skipped)" in capsys.readouterr().out
     with open_demos(out) as demos:
         assert demos[0].frames(0, 1).shape == (1, 40, 40, 3)
+
+
+def test_demos_verb_imports_minari_adroit(tmp_path, pen_episodes, capsys):
+    """`theia-eval demos --import DIR task=adroit/pen out=...` runs the Minari importer with the config's render."""
+    from theia_eval.cli import main as cli
+
+    src = write_minari(tmp_path / "pen", pen_episodes, "AdroitHandPen-v1")
+    out = tmp_path / "verb.hdf5"
+    assert cli(["demos", "--import", str(src), "task=adroit/pen", f"out={out}", "resolution=48", "crop=40",
+                "valid_fraction=0"]) == 0
+    assert "1 demos (1 failing the success rule skipped)" in capsys.readouterr().out
+    with open_demos(out) as demos:
+        assert len(demos) == 1 and demos[0].frames(0, 1).shape == (1, 40, 40, 3)
+    both = tmp_path / "both.hdf5"
+    assert cli(["demos", "--import", str(src), "task=adroit/pen", f"out={both}", "resolution=48", "crop=40",
+                "keep_failed=true", "import_num_demos=2"]) == 0
+    with open_demos(both) as demos:
+        assert len(demos) == 2
+    # a Minari dataset given for a Meta-World task, and another env's dataset: clear errors, no output
+    bad = tmp_path / "bad.hdf5"
+    assert cli(["demos", "--import", str(src), "task=metaworld/hammer", f"out={bad}"]) == 2
+    assert "imports only into adroit/pen or adroit/relocate" in capsys.readouterr().err
+    assert cli(["demos", "--import", str(src), "task=adroit/relocate", f"out={bad}", "resolution=48",
+                "crop=40"]) == 2
+    assert "AdroitHandPen-v1" in capsys.readouterr().err
+    assert not bad.exists()

@@ -61,8 +61,10 @@ def demos(argv: list[str]) -> int:
                               "per task), summarize files (--info) or import CortexBench pickles.")
     parser.add_argument("--info", nargs="+", metavar="PATH", help="summarize demo file(s) and exit")
     parser.add_argument("--check", action="store_true", help="with --info: read every frame too")
-    parser.add_argument("--import", dest="import_pickle", metavar="PICKLE",
-                        help="import a CortexBench pickle (needs task=... and out=PATH)")
+    parser.add_argument("--import", dest="import_pickle", metavar="SOURCE",
+                        help="import public demos into our format (needs task=... and out=PATH): a CortexBench "
+                             "pickle (.pkl/.pickle), or for adroit/* a Minari D4RL Adroit dataset directory "
+                             "(or its data/main_data.hdf5), re-rendered from its recorded simulator states")
     args, overrides = _parse(parser, argv)
     if args.info:
         return _info(args.info, args.check)
@@ -110,15 +112,46 @@ def _collect(cfg) -> int:
     return 0
 
 
-def _import(pickle_path: str, cfg) -> int:
+def is_minari_source(path: str | Path) -> bool:
+    """A Minari dataset: a directory (holding data/main_data.hdf5) or an .hdf5 file; pickles are CortexBench's."""
+    path = Path(path)
+    return path.is_dir() or path.suffix in (".hdf5", ".h5")
+
+
+def _import(source: str, cfg) -> int:
     from theia_eval.envs.dataset import Storage
     from theia_eval.envs.importers import import_cortexbench_pickle
+    from theia_eval.envs.tasks import get_task
 
     if cfg.task is None or cfg.out is None:
         raise InputError("--import needs task=<family>/<task> and out=PATH.hdf5")
+    spec = get_task(cfg.task)
+    if is_minari_source(source):
+        return _import_minari(source, spec, cfg)
+    pickle_path = source
     out = import_cortexbench_pickle(pickle_path, cfg.task, Path(cfg.out), camera=cfg.camera,
                                     proprio_key=cfg.proprio_key,
                                     storage=Storage(cfg.compression, cfg.compression_level),
                                     valid_fraction=float(cfg.valid_fraction))
     print(f"imported {pickle_path} -> {out}", file=sys.stdout)
+    return 0
+
+
+def _import_minari(source: str, spec, cfg) -> int:
+    """Re-render a Minari Adroit dataset with the demos config's render settings and camera."""
+    from theia_eval.envs.adroit_import import import_minari_adroit
+    from theia_eval.envs.dataset import Storage
+    from theia_eval.envs.renderer import RenderSpec
+
+    if spec.suite != "adroit":
+        raise InputError(f"{source} looks like a Minari dataset (a directory or .hdf5), which imports only into "
+                         f"adroit/pen or adroit/relocate, not {spec.name}; CortexBench pickles end in .pkl/.pickle.")
+    crop = None if cfg.crop is None else int(cfg.crop)
+    report = import_minari_adroit(source, spec.name, Path(cfg.out), RenderSpec(str(cfg.preset), int(cfg.resolution), crop),
+                                  camera=cfg.camera, num_demos=cfg.import_num_demos,
+                                  successful_only=not bool(cfg.keep_failed),
+                                  storage=Storage(cfg.compression, cfg.compression_level),
+                                  valid_fraction=float(cfg.valid_fraction))
+    print(f"imported {report.dataset_id or source} -> {report.path}: {report.demos} demos "
+          f"({report.skipped_failed} failing the success rule skipped)")
     return 0
