@@ -2,6 +2,9 @@
 
     python benchmarks/bc.py                       # CPU, efficientnet-lite0 (7x7x1280) and theia-tiny (14x14x192) shapes
     python benchmarks/bc.py --frames 4000 --epochs 2
+    python benchmarks/bc.py --heads conv --precision fp32 bf16   # bf16 autocast (AMX CPUs, GPUs)
+
+"load" is the share of the time spent assembling batches (memmap read, fp16 -> fp32, FLARE fusion).
 """
 from __future__ import annotations
 
@@ -31,16 +34,28 @@ def memmap_embeddings(folder: Path, frames: int, shape: tuple[int, ...]) -> np.n
     return np.load(path, mmap_mode="r")
 
 
-def bench_head(head: str, emb: np.ndarray, frames: int, epochs: int, batch: int) -> float:
-    """Samples/s of train_bc (FLARE windows, proprio 4, action 4) over `epochs` epochs."""
+def bench_head(head: str, emb: np.ndarray, frames: int, epochs: int, batch: int,
+               precision: str = "fp32") -> tuple[float, float]:
+    """(samples/s of train_bc, share of batch assembly) with FLARE windows, proprio 4, action 4."""
     lengths = [100] * (frames // 100)
     rng = np.random.default_rng(1)
     data = WindowDataset(emb, rng.standard_normal((frames, 4)), rng.standard_normal((frames, 4)), lengths,
                          head_input_kind(head), history=3, fusion="flare")
-    cfg = BCConfig(head=head, epochs=epochs, batch_size=batch, progress=False)
+    cfg = BCConfig(head=head, epochs=epochs, batch_size=batch, progress=False, precision=precision)
+    loading = [0.0]
+    get_batch = data.get_batch
+
+    def timed_get_batch(index):
+        t = time.perf_counter()
+        out = get_batch(index)
+        loading[0] += time.perf_counter() - t
+        return out
+
+    data.get_batch = timed_get_batch
     t0 = time.perf_counter()
     train_bc(data, cfg)
-    return len(data) * epochs / (time.perf_counter() - t0)
+    wall = time.perf_counter() - t0
+    return len(data) * epochs / wall, loading[0] / wall
 
 
 def main() -> None:
@@ -49,16 +64,20 @@ def main() -> None:
     p.add_argument("--epochs", type=int, default=1)
     p.add_argument("--batch", type=int, default=256)
     p.add_argument("--heads", nargs="+", default=["mlp", "conv", "attn"])
+    p.add_argument("--precision", nargs="+", default=["fp32"], choices=["fp32", "bf16"])
     args = p.parse_args()
-    print(f"| encoder shape | head | samples/s |  (CPU, {torch.get_num_threads()} threads, batch {args.batch})")
-    print("|---|---|---|")
+    print(f"| encoder shape | head | precision | samples/s | load |  (CPU, {torch.get_num_threads()} threads, "
+          f"batch {args.batch})")
+    print("|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as tmp:
         for enc, shapes in SHAPES.items():
             for head in args.heads:
                 shape = shapes[head_input_kind(head)]
                 emb = memmap_embeddings(Path(tmp), args.frames, shape)
-                sps = bench_head(head, emb, args.frames, args.epochs, args.batch)
-                print(f"| {enc} {'x'.join(map(str, shape))} | {head} | {sps:,.0f} |", flush=True)
+                for precision in args.precision:
+                    sps, load = bench_head(head, emb, args.frames, args.epochs, args.batch, precision)
+                    print(f"| {enc} {'x'.join(map(str, shape))} | {head} | {precision} | {sps:,.0f} | "
+                          f"{100 * load:.0f}% |", flush=True)
 
 
 if __name__ == "__main__":
