@@ -159,6 +159,34 @@ def conv2d_gemm(x: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor:
     return out.transpose(1, 2).reshape(b, conv.out_channels, ho, wo)
 
 
+def first_conv_channels_last(features: torch.Tensor, conv: nn.Conv2d, history: int) -> torch.Tensor:
+    """The first conv of the spatial head applied straight to fused tokens (B, h, w, T*C), frame-major.
+
+    Equals `conv` on the reference layout (B, C*T, h, w) (channel c*T + t): the weight, not the
+    much larger input, is reordered to frame-major, and the patches are cut from the channels-last
+    input (pad, two strided views, one copy), so the input is copied once instead of three times.
+    Under autocast the input is cast first, which halves that copy. When the input is smaller than
+    the weight (evaluation batches of a few frames) the input is reordered instead.
+    """
+    b, h, w, tc = features.shape
+    if features.numel() < conv.weight.numel():  # small batches (evaluation): reorder the input instead
+        c = tc // history
+        return conv2d_gemm(features.reshape(b, h, w, history, c).permute(0, 4, 3, 1, 2).reshape(b, c * history, h, w),
+                           conv)
+    (kh, kw), (sh, sw), (ph, pw) = conv.kernel_size, conv.stride, conv.padding
+    weight = conv.weight.reshape(conv.out_channels, tc // history, history, kh, kw).transpose(1, 2)
+    x = features
+    if torch.is_autocast_enabled(x.device.type):
+        x = x.to(torch.get_autocast_dtype(x.device.type))
+    x = F.pad(x, (0, 0, pw, pw, ph, ph))  # (B, h + 2ph, w + 2pw, TC)
+    patches = x.unfold(1, kh, sh).unfold(2, kw, sw)  # (B, ho, wo, TC, kh, kw), a view
+    ho, wo = patches.shape[1:3]
+    out = torch.matmul(patches.reshape(b * ho * wo, tc * kh * kw), weight.reshape(conv.out_channels, -1).t())
+    if conv.bias is not None:
+        out = out + conv.bias
+    return out.reshape(b, ho, wo, conv.out_channels).permute(0, 3, 1, 2)
+
+
 # --- the registry ----------------------------------------------------------------------------------
 class PolicyHead(nn.Module, abc.ABC):
     """Base class: holds the shapes, checks inputs, concatenates proprio before the MLP."""
@@ -337,10 +365,9 @@ class ConvHead(PolicyHead):
                                 config.last_layer_scale)
 
     def encode(self, features: torch.Tensor) -> torch.Tensor:
-        b, h, w, _ = features.shape
-        t, c = self.shapes.history, self.shapes.fused_token_dim // self.shapes.history
-        x = features.reshape(b, h, w, t, c).permute(0, 4, 3, 1, 2).reshape(b, c * t, h, w)
-        for layer in self.neck:
+        first, rest = self.neck[0], list(self.neck)[1:]
+        x = first_conv_channels_last(features, first, self.shapes.history)
+        for layer in rest:
             x = conv2d_gemm(x, layer) if isinstance(layer, nn.Conv2d) else layer(x)
         return x
 

@@ -108,8 +108,9 @@ def gather_windows(embeddings: np.ndarray, windows: np.ndarray) -> np.ndarray:
     Each distinct row is read once, in increasing order (friendly to memory-mapped files).
     """
     rows, inverse = np.unique(windows.reshape(-1), return_inverse=True)
-    block = np.asarray(embeddings[rows], dtype=np.float32)
-    return block[inverse.reshape(-1)].reshape(*windows.shape, *embeddings.shape[1:])
+    block = torch.from_numpy(np.ascontiguousarray(embeddings[rows]))  # stored dtype (float16 caches)
+    out = block.index_select(0, torch.from_numpy(inverse.reshape(-1))).to(torch.float32)  # multi-threaded
+    return out.reshape(*windows.shape, *embeddings.shape[1:]).numpy()
 
 
 class HistoryBuffer:
