@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/experts.py [--tasks dmc/reacher-easy adroit/pen ...] [--seeds 2]
                                            [--base-seed 54321] [--json out.json]
+    .venv/bin/python benchmarks/experts.py --tasks dmc/cheetah-run --mpc samples=256   # tune a recipe
 
 For each task and seed (the demo seeds: base_seed + j) the expert runs one full-horizon episode
 without rendering, exactly as `theia-eval demos` runs it (`demos.run_expert`), timed; the first
@@ -20,7 +21,29 @@ DEFAULT_TASKS = ("dmc/reacher-easy", "dmc/finger-spin", "dmc/walker-stand", "dmc
                  "dmc/cheetah-run", "adroit/pen", "adroit/relocate")
 
 
-def bench_task(name: str, seeds: list[int], render_spec) -> dict:
+def make_task_expert(spec, mpc_overrides: dict):
+    """The task's expert; DMC MPC settings may be overridden (tuning: --mpc samples=256 iterations=2)."""
+    if not mpc_overrides:
+        return spec.make_expert(spec)
+    if spec.suite != "dmc":
+        raise SystemExit(f"--mpc overrides apply to the DMC MPC experts only, not {spec.name}")
+    from theia_eval.envs.dmc import facts
+    from theia_eval.envs.experts.dmc import make_expert
+
+    return make_expert(facts(spec), **mpc_overrides)
+
+
+def parse_overrides(items: list[str]) -> dict:
+    out = {}
+    for item in items:
+        key, _, value = item.partition("=")
+        if not value:
+            raise SystemExit(f"--mpc takes key=value pairs (MPCConfig fields), got '{item}'")
+        out[key] = float(value) if any(ch in value for ch in ".e") else int(value)
+    return out
+
+
+def bench_task(name: str, seeds: list[int], render_spec, mpc_overrides: dict | None = None) -> dict:
     """Returns, success and timings of the expert of one task on `seeds`."""
     from theia_eval.envs.demos import record, run_expert
     from theia_eval.envs.env import TaskEnv
@@ -32,7 +55,7 @@ def bench_task(name: str, seeds: list[int], render_spec) -> dict:
     try:
         for seed in seeds:
             start = time.perf_counter()
-            run = run_expert(env, spec.make_expert(spec), seed, post_success_steps=None)
+            run = run_expert(env, make_task_expert(spec, mpc_overrides or {}), seed, post_success_steps=None)
             expert_s = time.perf_counter() - start
             success = spec.episode_success(np.asarray(run.flags, dtype=bool))
             rows.append({"seed": seed, "return": float(np.sum(run.rewards)), "success": bool(success),
@@ -84,9 +107,12 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=2, help="episodes per task")
     parser.add_argument("--base-seed", type=int, default=54321, help="the demo collection seed")
     parser.add_argument("--json", help="also write the results to this JSON file")
+    parser.add_argument("--mpc", nargs="+", default=[], metavar="KEY=VALUE",
+                        help="override the DMC MPC recipe (MPCConfig fields), e.g. --mpc samples=256 iterations=2")
     args = parser.parse_args()
     seeds = [args.base_seed + j for j in range(args.seeds)]
-    results = [bench_task(t, seeds, RenderSpec("fast", 256, 224)) for t in args.tasks]
+    overrides = parse_overrides(args.mpc)
+    results = [bench_task(t, seeds, RenderSpec("fast", 256, 224), overrides) for t in args.tasks]
     print(markdown(results))
     if args.json:
         atomic_write_json(args.json, results)
