@@ -89,10 +89,11 @@ class R3MEncoder(FrozenEncoder):
 
     def __init__(self, config: EncoderConfig, net: nn.Module, **kwargs):
         super().__init__(config, **kwargs)
-        self.net = net
+        self.net = net.to(memory_format=torch.channels_last)  # faster oneDNN CPU kernels, same values to 1e-5
 
     def forward_features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         n = self.net
+        x = x.contiguous(memory_format=torch.channels_last)
         x = n.maxpool(n.relu(n.bn1(n.conv1(x))))
         x = n.layer4(n.layer3(n.layer2(n.layer1(x))))
         return x.permute(0, 2, 3, 1), x.mean(dim=(2, 3))
