@@ -147,7 +147,8 @@ def _import_minari(source: str, spec, cfg) -> int:
         raise InputError(f"{source} looks like a Minari dataset (a directory or .hdf5), which imports only into "
                          f"adroit/pen or adroit/relocate, not {spec.name}; CortexBench pickles end in .pkl/.pickle.")
     crop = None if cfg.crop is None else int(cfg.crop)
-    report = import_minari_adroit(source, spec.name, Path(cfg.out), RenderSpec(str(cfg.preset), int(cfg.resolution), crop),
+    render = RenderSpec(str(cfg.preset), int(cfg.resolution), crop)
+    report = import_minari_adroit(source, spec.name, Path(cfg.out), render,
                                   camera=cfg.camera, num_demos=cfg.import_num_demos,
                                   successful_only=not bool(cfg.keep_failed),
                                   storage=Storage(cfg.compression, cfg.compression_level),
