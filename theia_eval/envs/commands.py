@@ -128,12 +128,11 @@ def _import(source: str, cfg) -> int:
     spec = get_task(cfg.task)
     if is_minari_source(source):
         return _import_minari(source, spec, cfg)
-    pickle_path = source
-    out = import_cortexbench_pickle(pickle_path, cfg.task, Path(cfg.out), camera=cfg.camera,
+    out = import_cortexbench_pickle(source, cfg.task, Path(cfg.out), camera=cfg.camera,
                                     proprio_key=cfg.proprio_key,
                                     storage=Storage(cfg.compression, cfg.compression_level),
                                     valid_fraction=float(cfg.valid_fraction))
-    print(f"imported {pickle_path} -> {out}", file=sys.stdout)
+    print(f"imported {source} -> {out}", file=sys.stdout)
     return 0
 
 

@@ -142,6 +142,12 @@ def needs_pool(grid: tuple[int, int]) -> bool:
     return conv_plan(grid)[-1].size_out != (1, 1)
 
 
+def _patches_times_weight(patches: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """(..., Cin*kh*kw) patches x the (Cout, Cin, kh, kw) weight (+ bias) -> (..., Cout)."""
+    out = torch.matmul(patches, weight.reshape(weight.shape[0], -1).t())
+    return out if bias is None else out + bias
+
+
 def conv2d_gemm(x: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor:
     """`conv(x)` computed as im2col + one matrix product (same parameters, same result).
 
@@ -152,9 +158,7 @@ def conv2d_gemm(x: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor:
     b, _, h, w = x.shape
     (kh, kw), (sh, sw), (ph, pw) = conv.kernel_size, conv.stride, conv.padding
     cols = F.unfold(x, (kh, kw), padding=(ph, pw), stride=(sh, sw))  # (B, Cin*kh*kw, L)
-    out = torch.matmul(cols.transpose(1, 2), conv.weight.reshape(conv.out_channels, -1).t())
-    if conv.bias is not None:
-        out = out + conv.bias
+    out = _patches_times_weight(cols.transpose(1, 2), conv.weight, conv.bias)
     ho, wo = (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
     return out.transpose(1, 2).reshape(b, conv.out_channels, ho, wo)
 
@@ -181,9 +185,7 @@ def first_conv_channels_last(features: torch.Tensor, conv: nn.Conv2d, history: i
     x = F.pad(x, (0, 0, pw, pw, ph, ph))  # (B, h + 2ph, w + 2pw, TC)
     patches = x.unfold(1, kh, sh).unfold(2, kw, sw)  # (B, ho, wo, TC, kh, kw), a view
     ho, wo = patches.shape[1:3]
-    out = torch.matmul(patches.reshape(b * ho * wo, tc * kh * kw), weight.reshape(conv.out_channels, -1).t())
-    if conv.bias is not None:
-        out = out + conv.bias
+    out = _patches_times_weight(patches.reshape(b * ho * wo, tc * kh * kw), weight, conv.bias)
     return out.reshape(b, ho, wo, conv.out_channels).permute(0, 3, 1, 2)
 
 
