@@ -15,15 +15,11 @@ $(STAMP): pyproject.toml setup.py
 
 install: $(STAMP)
 
-# tests/sweeps runs in its own pytest process: after the envs tests in the same process, a Hydra
-# multirun in the sweep tests writes to a closed captured stream (an order dependence still to fix).
 test: $(STAMP)
-	$(PY) -m pytest -q --ignore=tests/sweeps
-	$(PY) -m pytest -q tests/sweeps
+	$(PY) -m pytest -q
 
 test-all: $(STAMP)
-	$(PY) -m pytest -q -m "" --ignore=tests/sweeps
-	$(PY) -m pytest -q -m "" tests/sweeps
+	$(PY) -m pytest -q -m ""
 
 quickstart: $(STAMP)
 	$(VENV)/bin/theia-eval quickstart

@@ -12,3 +12,17 @@ def test_cli_process_gets_headless_gl_and_passive_openmp_waits():
     env["OMP_WAIT_POLICY"] = "ACTIVE"
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["egl", "ACTIVE"]  # a user's own setting wins
+
+
+def test_logging_reconfiguration_leaves_pytest_capture_open(capsys):
+    """Hydra reconfigures logging in every sweep job; absl's handler (dm_control imports absl) must not close
+    pytest's capture file then (tests/conftest.py points it at the real stderr)."""
+    import logging.config
+
+    import absl.logging
+
+    stream = absl.logging.get_absl_handler().python_handler.stream
+    logging.config.dictConfig({"version": 1, "disable_existing_loggers": False})
+    assert not stream.closed
+    print("still capturing", file=sys.stderr)
+    assert capsys.readouterr().err == "still capturing\n"

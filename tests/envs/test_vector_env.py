@@ -57,3 +57,22 @@ def test_worker_errors_surface():
         VectorEnv(TASK, num_envs=0)
     with pytest.raises(InputError, match="never fork"):
         VectorEnv(TASK, num_envs=1, context="fork")
+
+
+def test_async_step_matches_step_and_refuses_misuse():
+    actions = np.random.default_rng(1).uniform(-1, 1, size=(3, 2, 4))
+    with VectorEnv(TASK, num_envs=2, **KW) as a, VectorEnv(TASK, num_envs=2, **KW) as b:
+        a.reset([3, 4])
+        b.reset([3, 4])
+        with pytest.raises(InputError, match="no step in flight"):
+            b.step_wait()
+        for act in actions:
+            b.step_async(act)  # b's workers run while a steps synchronously
+            with pytest.raises(InputError, match="in flight"):
+                b.step_async(act)
+            with pytest.raises(InputError, match="in flight"):
+                b.reset([3, 4])
+            sync, async_ = a.step(act), b.step_wait()
+            for k in sync[0]:
+                np.testing.assert_array_equal(sync[0][k], async_[0][k])
+            np.testing.assert_array_equal(sync[1], async_[1])

@@ -62,6 +62,40 @@ def test_replaying_the_expert_reaches_its_success_and_return(demos):
             assert set(info["time_per_step"]) == {"env_ms", "encode_ms", "policy_ms"}
 
 
+class ProprioPolicy:
+    """A stateless, batch-independent policy: each env's action is a fixed function of its own proprio."""
+
+    def __init__(self, proprio_dim: int, action_dim: int):
+        self.shapes = PolicyShapes(grid=(1, 1), token_dim=1, summary_dim=1, history=3, fusion="flare",
+                                   proprio_dim=proprio_dim, action_dim=action_dim)
+        self.w = torch.as_tensor(np.random.default_rng(0).uniform(-3, 3, (proprio_dim, action_dim)),
+                                 dtype=torch.float32)
+
+    def act(self, features, proprio):
+        return torch.tanh(proprio @ self.w)
+
+
+def test_pipelined_groups_give_the_same_episodes():
+    spec = get_task(TASK)
+    policy, enc = ProprioPolicy(spec.proprio_dim, spec.action_dim), create_encoder("blind")
+    runs = {}
+    for groups in (1, 2):
+        # 3 episodes on 2 envs: the last batch has one episode, so the second group sits it out
+        cfg = EvalConfig(episodes=3, num_envs=2, groups=groups, horizon=12, progress=False, video=True,
+                         video_episodes=1)
+        runs[groups] = evaluate_policy(policy, enc, TASK, cfg, SMALL, "summary")
+    assert [e["seed"] for e in runs[2]["per_episode"]] == [1000, 1001, 1002]
+    assert runs[1]["per_episode"] == runs[2]["per_episode"]
+    assert all(e["length"] == 12 for e in runs[2]["per_episode"])
+    assert len({e["return"] for e in runs[2]["per_episode"]}) == 3  # the seeds really differ
+    (seed1, video1), = runs[1]["videos"]
+    (seed2, video2), = runs[2]["videos"]
+    assert seed1 == seed2 == 1000 and video2.shape == (12, 56, 56, 3)
+    np.testing.assert_array_equal(video1, video2)
+    with pytest.raises(InputError, match="eval.groups must be between 1 and eval.num_envs=2"):
+        evaluate_policy(policy, enc, TASK, EvalConfig(num_envs=2, groups=3, progress=False), SMALL, "summary")
+
+
 def test_render_mismatch_is_refused_unless_forced():
     with pytest.raises(InputError, match="force=true"):
         eval_render_spec(EvalConfig(preset="full"), SMALL)

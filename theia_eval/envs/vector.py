@@ -9,6 +9,10 @@ Workers are started with the `forkserver` (default) or `spawn` context and build
 and so their renderer and EGL context, inside the worker: no GL state crosses a fork. `reset` may be
 given fewer seeds than workers (the last batch of an evaluation); then only the first k workers
 take part until the next reset, and `step` expects k actions.
+
+`step` is `step_async` (send the actions, return at once) followed by `step_wait` (collect the
+results): a caller with two VectorEnvs can encode one's frames while the other's workers simulate
+and render (the pipelined evaluation in policies/evaluate.py).
 """
 from __future__ import annotations
 
@@ -87,6 +91,7 @@ class VectorEnv:
         self.args = EnvArgs(self.task.name, preset, int(resolution), crop, camera, horizon)
         self.num_envs = int(num_envs)
         self._active = self.num_envs
+        self._waiting = False
         self._conns, self._procs = [], []
         ctx = mp.get_context(context)
         if context == "forkserver":
@@ -128,6 +133,7 @@ class VectorEnv:
         seeds = [int(s) for s in seeds]
         if not 1 <= len(seeds) <= self.num_envs:
             raise InputError(f"reset takes 1..{self.num_envs} seeds, got {len(seeds)}")
+        self._check_idle("reset")
         self._active = len(seeds)
         for conn, seed in zip(self._conns, seeds):
             conn.send(("reset", seed))
@@ -135,17 +141,34 @@ class VectorEnv:
 
     def step(self, actions: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray, list[dict]]:
         """Step every active worker with its row of `actions` (k, A), all in lock-step."""
+        self.step_async(actions)
+        return self.step_wait()
+
+    def step_async(self, actions: np.ndarray) -> None:
+        """Send each active worker its row of `actions` (k, A) and return without waiting."""
         actions = np.asarray(actions, dtype=np.float64)
         if actions.ndim != 2 or actions.shape[0] != self._active:
             raise InputError(f"step expects actions of shape ({self._active}, "
                              f"{self.task.action_dim}), got {actions.shape}")
+        self._check_idle("step_async")
         for conn, action in zip(self._conns, actions):
             conn.send(("step", action))
+        self._waiting = True
+
+    def step_wait(self) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray, list[dict]]:
+        """Collect the results of the last `step_async`: (obs, rewards, dones, infos)."""
+        if not self._waiting:
+            raise InputError("step_wait called with no step in flight: call step_async(actions) first.")
+        self._waiting = False
         results = self._gather(range(self._active))
         obs = stack_obs([r[0] for r in results])
         rewards = np.array([r[1] for r in results], dtype=np.float32)
         dones = np.array([r[2] for r in results], dtype=bool)
         return obs, rewards, dones, [r[3] for r in results]
+
+    def _check_idle(self, what: str) -> None:
+        if self._waiting:
+            raise InputError(f"{what} called while a step is in flight: call step_wait() first.")
 
     def close(self) -> None:
         """Stop the workers (each closes its renderer and simulator)."""

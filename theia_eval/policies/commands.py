@@ -185,7 +185,8 @@ def evaluate(argv: list[str]) -> int:
     with open_demos(demo_file(rcfg, spec)) as demos:
         demo_render = demos.meta.render
     ecfg = EvalConfig(**{**OmegaConf.to_container(rcfg.eval), "episodes": int(cfg.episodes),
-                         "base_seed": int(cfg.base_seed), "num_envs": int(cfg.num_envs), "video": bool(cfg.video)})
+                         "base_seed": int(cfg.base_seed), "num_envs": int(cfg.num_envs), "groups": int(cfg.groups),
+                         "video": bool(cfg.video)})
     render = eval_render_spec(ecfg, demo_render, force=bool(cfg.force))
     info = evaluate_policy(policy, encoder, spec.name, ecfg, render, head_input_kind(rcfg.head),
                            int(rcfg.bc.history), rcfg.bc.fusion)

@@ -1,13 +1,17 @@
 """Closed-loop evaluation: N lock-step simulator workers, one batched encoder call per step.
 
 Per step: the workers simulate and render in parallel (sim + render), the parent encodes all N frames
-in one call (encode), fuses history and runs the head (policy). `evaluate_policy` returns the
+in one call (encode), fuses history and runs the head (policy). With `groups=2` the N workers form two
+groups stepped alternately: the parent encodes one group's frames while the other group's workers
+simulate and render, so the render time hides behind the encode time (one batched call per group).
+Episodes and seeds are the same for any `groups`; only the encoder's batch size changes. `evaluate_policy` returns the
 eval_info dict written as eval_info.json: per episode {seed, success, return, length,
 first_success_step} and aggregates (success rate with a Wilson 95% interval, mean return, the
 suite's normalized score where it defines one, episodes/s, time split per step).
 """
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import asdict, dataclass, field
 
@@ -35,6 +39,7 @@ class EvalConfig:
     episodes: int = 25
     base_seed: int = 1000  # episode i uses base_seed + i; demos use other seeds (54321 + j)
     num_envs: int = 2
+    groups: int = 1  # 2: pipeline, encode one half of the envs while the other half renders
     preset: str | None = None  # None: the demos' preset
     resolution: int | None = None  # None: the demos' resolution
     crop: int | str | None = "demos"  # "demos": the demos' crop; an int or None (no crop) overrides
@@ -48,7 +53,8 @@ class EvalConfig:
 
 @dataclass
 class StepTimes:
-    """Seconds spent per phase, summed over steps (sim + render happen inside the workers)."""
+    """Seconds the parent spends per phase, summed over lock-steps of all envs (sim + render happen inside
+    the workers: `env` is the time the parent waits for them, so render time hidden by pipelining is not in it)."""
 
     env: float = 0.0
     encode: float = 0.0
@@ -76,35 +82,74 @@ def policy_inputs(encoder: FrozenEncoder, rgb: np.ndarray, kind: str) -> torch.T
     return match_cache_precision(feats.float().cpu())
 
 
-def _run_batch(venv: VectorEnv, seeds: list[int], policy: BCPolicy, encoder: FrozenEncoder, kind: str,
-               history: int, fusion: str, horizon: int, times: StepTimes, frames: list | None) -> list[dict]:
-    """Run len(seeds) episodes in lock-step to the horizon; returns per-episode records."""
-    n = len(seeds)
-    t0 = time.perf_counter()
-    obs = venv.reset(seeds)
-    times.env += time.perf_counter() - t0
-    buf = HistoryBuffer(n, history, fusion)
-    returns, infos = np.zeros(n), [None] * n
-    for _ in range(horizon):
-        if frames is not None:
-            frames.append(obs["rgb"][0])
+class _Group:
+    """One VectorEnv's share of a batch of episodes: its seeds, history, running returns, pending step."""
+
+    def __init__(self, venv: VectorEnv, seeds: list[int], history: int, fusion: str):
+        self.venv, self.seeds = venv, seeds
+        self.obs = venv.reset(seeds)
+        self.buf = HistoryBuffer(len(seeds), history, fusion)
+        self.returns, self.infos = np.zeros(len(seeds)), [None] * len(seeds)
+        self.pending = self.done = False
+
+    def collect(self, times: StepTimes) -> None:
+        """Wait for the step in flight and record its rewards and finished episodes."""
         t0 = time.perf_counter()
-        feats = policy_inputs(encoder, obs["rgb"], kind)
-        t1 = time.perf_counter()
-        proprio = torch.as_tensor(obs["proprio"], dtype=torch.float32)
-        actions = policy.act(buf.push(feats), proprio if policy.shapes.proprio_dim else None).numpy()
-        t2 = time.perf_counter()
-        obs, rewards, dones, step_infos = venv.step(actions)
-        t3 = time.perf_counter()
-        times.encode, times.policy, times.env = times.encode + t1 - t0, times.policy + t2 - t1, times.env + t3 - t2
-        times.steps += 1
-        returns += rewards
+        self.obs, rewards, dones, step_infos = self.venv.step_wait()
+        times.env += time.perf_counter() - t0
+        self.pending = False
+        self.returns += rewards
         for i in np.flatnonzero(dones):
-            infos[i] = step_infos[i]
-        if dones.all():
+            self.infos[i] = step_infos[i]
+        self.done = bool(dones.all())
+
+
+def split_seeds(seeds: list[int], sizes: list[int]) -> list[list[int]]:
+    """Deal a batch of seeds to groups of workers in order (a short last batch leaves later groups empty)."""
+    out, i = [], 0
+    for n in sizes:
+        out.append(seeds[i:i + n])
+        i += n
+    return out
+
+
+def _run_batch(venvs: list[VectorEnv], seeds: list[int], policy: BCPolicy, encoder: FrozenEncoder, kind: str,
+               history: int, fusion: str, horizon: int, times: StepTimes, frames: list | None) -> list[dict]:
+    """Run len(seeds) episodes to the horizon on one or more groups of lock-step workers.
+
+    Each group is stepped asynchronously: while group g's workers simulate and render step t, the parent
+    encodes group g+1's frames of step t and runs its head. With one group this is the plain lock-step loop.
+    """
+    t0 = time.perf_counter()
+    groups = [_Group(v, s, history, fusion) for v, s in zip(venvs, split_seeds(seeds, [v.num_envs for v in venvs]))
+              if s]
+    times.env += time.perf_counter() - t0
+    for _ in range(horizon):
+        for g in groups:
+            if g.pending:
+                g.collect(times)
+            if g.done:
+                continue
+            if frames is not None and g is groups[0]:
+                frames.append(g.obs["rgb"][0])
+            t0 = time.perf_counter()
+            feats = policy_inputs(encoder, g.obs["rgb"], kind)
+            t1 = time.perf_counter()
+            proprio = torch.as_tensor(g.obs["proprio"], dtype=torch.float32)
+            actions = policy.act(g.buf.push(feats), proprio if policy.shapes.proprio_dim else None).numpy()
+            t2 = time.perf_counter()
+            g.venv.step_async(actions)
+            times.encode, times.policy = times.encode + t1 - t0, times.policy + t2 - t1
+            g.pending = True
+        times.steps += 1
+        if all(g.done for g in groups):
             break
+    for g in groups:
+        if g.pending:
+            g.collect(times)
     return [{"seed": s, "success": bool(info["episode_success"]), "return": float(r), "length": int(info["t"]),
-             "first_success_step": int(info["first_success_step"])} for s, r, info in zip(seeds, returns, infos)]
+             "first_success_step": int(info["first_success_step"])}
+            for g in groups for s, r, info in zip(g.seeds, g.returns, g.infos)]
 
 
 def aggregate(episodes: list[dict], suite: str, elapsed: float) -> dict:
@@ -125,22 +170,29 @@ def evaluate_policy(policy: BCPolicy, encoder: FrozenEncoder, task: str, cfg: Ev
     spec = get_task(task)
     if cfg.episodes <= 0 or cfg.num_envs <= 0:
         raise InputError(f"episodes and num_envs must be >= 1, got {cfg.episodes} and {cfg.num_envs}.")
+    if not 1 <= cfg.groups <= cfg.num_envs:
+        raise InputError(f"eval.groups must be between 1 and eval.num_envs={cfg.num_envs} (each group needs at "
+                         f"least one env), got {cfg.groups}; use groups=2 with num_envs>=2 to pipeline.")
     if policy.shapes.action_dim != spec.action_dim:
         raise InputError(f"policy outputs {policy.shapes.action_dim}-d actions but {spec.name} takes "
                          f"{spec.action_dim}-d actions: it was trained on another task.")
     horizon = int(cfg.horizon or spec.horizon)
     seeds = episode_seeds(cfg.base_seed, cfg.episodes)
     num_envs = min(cfg.num_envs, cfg.episodes)
+    sizes = [len(part) for part in np.array_split(np.arange(num_envs), min(cfg.groups, num_envs))]
     times, records, videos = StepTimes(), [], []
     start = time.perf_counter()
     from tqdm.auto import tqdm
 
-    with VectorEnv(spec.name, num_envs, preset=render.preset, resolution=render.resolution, crop=render.crop,
-                   camera=cfg.camera, horizon=horizon) as venv, \
-            tqdm(total=cfg.episodes, desc=f"eval {spec.name}", disable=not cfg.progress, leave=False) as bar:
+    with contextlib.ExitStack() as stack:
+        venvs = [stack.enter_context(VectorEnv(spec.name, n, preset=render.preset, resolution=render.resolution,
+                                               crop=render.crop, camera=cfg.camera, horizon=horizon))
+                 for n in sizes]
+        bar = stack.enter_context(tqdm(total=cfg.episodes, desc=f"eval {spec.name}", disable=not cfg.progress,
+                                       leave=False))
         for i in range(0, len(seeds), num_envs):
             frames = [] if cfg.video and len(videos) < cfg.video_episodes else None
-            records += _run_batch(venv, seeds[i:i + num_envs], policy, encoder, kind, history, fusion, horizon,
+            records += _run_batch(venvs, seeds[i:i + num_envs], policy, encoder, kind, history, fusion, horizon,
                                   times, frames)
             if frames is not None:
                 videos.append((seeds[i], np.stack(frames)))
