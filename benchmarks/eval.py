@@ -22,7 +22,7 @@ import time
 
 import numpy as np
 
-import theia_eval  # noqa: F401  (first: sets OMP_WAIT_POLICY=PASSIVE before torch loads OpenMP)
+import theia_eval  # noqa: F401  (first: sets the OpenMP spin count before torch loads OpenMP)
 import torch
 
 from theia_eval.encoders import create_encoder

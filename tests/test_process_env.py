@@ -4,14 +4,20 @@ import subprocess
 import sys
 
 
-def test_cli_process_gets_headless_gl_and_passive_openmp_waits():
-    code = "import theia_eval, os; print(os.environ['MUJOCO_GL'], os.environ['OMP_WAIT_POLICY'])"
-    env = {k: v for k, v in os.environ.items() if k not in ("MUJOCO_GL", "OMP_WAIT_POLICY", "PYOPENGL_PLATFORM")}
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
-    assert out.stdout.split() == ["egl", "PASSIVE"]
-    env["OMP_WAIT_POLICY"] = "ACTIVE"
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
-    assert out.stdout.split() == ["egl", "ACTIVE"]  # a user's own setting wins
+def _env_after_import(env: dict) -> list[str]:
+    code = ("import theia_eval, os; print(*(os.environ.get(k, '-') for k in "
+            "('MUJOCO_GL', 'GOMP_SPINCOUNT', 'OMP_WAIT_POLICY')))")
+    return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                          check=True).stdout.split()
+
+
+def test_cli_process_gets_headless_gl_and_a_short_openmp_spin():
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("MUJOCO_GL", "OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "PYOPENGL_PLATFORM")}
+    assert _env_after_import(env) == ["egl", "30000", "-"]
+    # a user's own setting wins: their spin count, or their wait policy (which the spin count would override)
+    assert _env_after_import({**env, "GOMP_SPINCOUNT": "5"}) == ["egl", "5", "-"]
+    assert _env_after_import({**env, "OMP_WAIT_POLICY": "ACTIVE"}) == ["egl", "-", "ACTIVE"]
 
 
 def test_logging_reconfiguration_leaves_pytest_capture_open(capsys):

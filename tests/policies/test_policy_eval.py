@@ -59,7 +59,7 @@ def test_replaying_the_expert_reaches_its_success_and_return(demos):
             assert ep["return"] == pytest.approx(float(rewards.sum()), rel=1e-4)
             agg = info["aggregate"]
             assert agg["success_rate"] == 1.0 and agg["success_ci95"][1] == 1.0
-            assert set(info["time_per_step"]) == {"env_ms", "encode_ms", "policy_ms"}
+            assert set(info["time_per_step"]) == {"env_ms", "encode_ms", "policy_ms", "reset_s"}
 
 
 class ProprioPolicy:

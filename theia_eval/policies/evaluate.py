@@ -59,12 +59,13 @@ class StepTimes:
     env: float = 0.0
     encode: float = 0.0
     policy: float = 0.0
+    reset: float = 0.0  # environment resets, not per step (a fresh worker's first reset warms its renderer up)
     steps: int = 0
 
     def per_step_ms(self) -> dict[str, float]:
         n = max(self.steps, 1)
         return {"env_ms": 1000 * self.env / n, "encode_ms": 1000 * self.encode / n,
-                "policy_ms": 1000 * self.policy / n}
+                "policy_ms": 1000 * self.policy / n, "reset_s": self.reset}
 
 
 def eval_render_spec(cfg: EvalConfig, demo_render: RenderSpec, force: bool = False) -> RenderSpec:
@@ -123,7 +124,7 @@ def _run_batch(venvs: list[VectorEnv], seeds: list[int], policy: BCPolicy, encod
     t0 = time.perf_counter()
     groups = [_Group(v, s, history, fusion) for v, s in zip(venvs, split_seeds(seeds, [v.num_envs for v in venvs]))
               if s]
-    times.env += time.perf_counter() - t0
+    times.reset += time.perf_counter() - t0
     for _ in range(horizon):
         for g in groups:
             if g.pending:
