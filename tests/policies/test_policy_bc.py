@@ -39,11 +39,12 @@ def same_weights(a, b):
     return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
 
 
-def test_resume_after_a_stop_equals_an_uninterrupted_run(tmp_path, data):
-    full = train_bc(data, config(), tmp_path / "full", eval_fn=success)
-    train_bc(data, config(epochs=2), tmp_path / "part", eval_fn=success)
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_resume_after_a_stop_equals_an_uninterrupted_run(tmp_path, data, precision):
+    full = train_bc(data, config(precision=precision), tmp_path / "full", eval_fn=success)
+    train_bc(data, config(epochs=2, precision=precision), tmp_path / "part", eval_fn=success)
     assert load_checkpoint(tmp_path / "part" / "last.pt")["epoch"] == 2
-    resumed = train_bc(data, config(), tmp_path / "part", eval_fn=success)
+    resumed = train_bc(data, config(precision=precision), tmp_path / "part", eval_fn=success)
     assert same_weights(full.policy, resumed.policy)
     assert resumed.history == full.history and resumed.best == full.best == {"epoch": 3, "value": 0.0}
 

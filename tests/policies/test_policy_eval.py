@@ -127,9 +127,10 @@ def test_train_then_evaluate_verbs(demos, tmp_path, capsys):
     assert main(args + common) == 0
     assert sorted(p.name for p in (tmp_path / "cache").rglob("manifest.json")) == caches
     capsys.readouterr()
-    assert main(["evaluate", f"run={run}", "checkpoint=last", "episodes=1"]) == 0
+    assert main(["evaluate", f"run={run}", "checkpoint=last", "episodes=2", "groups=2"]) == 0
     info = json.loads((run / "eval_info_last.json").read_text())
-    assert info["checkpoint"] == "last" and info["aggregate"]["episodes"] == 1
+    assert info["checkpoint"] == "last" and info["aggregate"]["episodes"] == 2 and info["config"]["groups"] == 2
+    assert [e["seed"] for e in info["per_episode"]] == [1000, 1001]
     assert "success" in capsys.readouterr().out
 
 
