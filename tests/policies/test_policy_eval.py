@@ -127,7 +127,8 @@ def test_train_then_evaluate_verbs(demos, tmp_path, capsys):
     assert main(args + common) == 0
     assert sorted(p.name for p in (tmp_path / "cache").rglob("manifest.json")) == caches
     capsys.readouterr()
-    assert main(["evaluate", f"run={run}", "checkpoint=last", "episodes=2", "groups=2"]) == 0
+    assert main(["evaluate", f"run={run}", "checkpoint=last", "episodes=2", "groups=2", "threads=1",
+                 "progress=false"]) == 0
     info = json.loads((run / "eval_info_last.json").read_text())
     assert info["checkpoint"] == "last" and info["aggregate"]["episodes"] == 2 and info["config"]["groups"] == 2
     assert [e["seed"] for e in info["per_episode"]] == [1000, 1001]
@@ -145,3 +146,5 @@ def test_train_bad_inputs(demos, tmp_path, capsys):
     assert "theia-eval demos task=metaworld/hammer" in capsys.readouterr().err
     assert main(["evaluate", f"run={tmp_path}"]) == 2
     assert "not a run directory" in capsys.readouterr().err
+    assert main(["evaluate", f"run={tmp_path}", "threads=0"]) == 2
+    assert "threads must be >= 1" in capsys.readouterr().err

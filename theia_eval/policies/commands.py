@@ -122,6 +122,17 @@ def train_task(cfg: DictConfig, spec: TaskSpec, encoder: FrozenEncoder) -> dict:
     return metrics
 
 
+def apply_threads(cfg) -> None:
+    """`threads=N`: torch CPU threads for this process (null keeps torch's default)."""
+    if cfg.get("threads") is None:
+        return
+    if int(cfg.threads) < 1:
+        raise InputError(f"threads must be >= 1 (or null for torch's default), got {cfg.threads}.")
+    import torch
+
+    torch.set_num_threads(int(cfg.threads))
+
+
 def train(argv: list[str]) -> int:
     """`theia-eval train encoder=NAME task=TASK head=conv seed=100` (or suite=...)."""
     overrides, rest = split_args(argv)
@@ -129,10 +140,7 @@ def train(argv: list[str]) -> int:
                             formatter_class=argparse.RawDescriptionHelpFormatter,
                             epilog="Config keys: configs/train.yaml (bc.*, eval.* included).").parse_args(rest)
     cfg = compose("train", overrides)
-    if cfg.get("threads"):
-        import torch
-
-        torch.set_num_threads(int(cfg.threads))
+    apply_threads(cfg)
     specs = resolve_tasks(cfg.suite, cfg.task)
     head_input_kind(cfg.head)  # unknown head names fail before any work
     encoder = load_encoder(cfg)
@@ -151,6 +159,7 @@ def embed(argv: list[str]) -> int:
     argparse.ArgumentParser(prog="theia-eval embed", description=embed.__doc__,
                             epilog="Config keys: configs/embed.yaml").parse_args(rest)
     cfg = compose("embed", overrides)
+    apply_threads(cfg)
     if cfg.kind not in ("tokens", "summary"):
         raise InputError(f"kind must be tokens or summary, got '{cfg.kind}'.")
     paths = [Path(cfg.demos)] if cfg.demos else [demo_file(cfg, s) for s in resolve_tasks(cfg.suite, cfg.task)]
@@ -169,6 +178,7 @@ def evaluate(argv: list[str]) -> int:
     argparse.ArgumentParser(prog="theia-eval evaluate", description=evaluate.__doc__,
                             epilog="Config keys: configs/evaluate.yaml").parse_args(rest)
     cfg = compose("evaluate", overrides)
+    apply_threads(cfg)
     if not cfg.run or not (Path(cfg.run) / "config.yaml").is_file():
         raise InputError(f"run={cfg.run!r} is not a run directory (no config.yaml); pass run=DIR from `theia-eval train`.")
     if cfg.checkpoint not in ("best", "last"):
@@ -186,7 +196,7 @@ def evaluate(argv: list[str]) -> int:
         demo_render = demos.meta.render
     ecfg = EvalConfig(**{**OmegaConf.to_container(rcfg.eval), "episodes": int(cfg.episodes),
                          "base_seed": int(cfg.base_seed), "num_envs": int(cfg.num_envs), "groups": int(cfg.groups),
-                         "video": bool(cfg.video)})
+                         "video": bool(cfg.video), "progress": bool(cfg.progress)})
     render = eval_render_spec(ecfg, demo_render, force=bool(cfg.force))
     info = evaluate_policy(policy, encoder, spec.name, ecfg, render, head_input_kind(rcfg.head),
                            int(rcfg.bc.history), rcfg.bc.fusion)
