@@ -166,6 +166,11 @@ class VectorEnv:
         dones = np.array([r[2] for r in results], dtype=bool)
         return obs, rewards, dones, [r[3] for r in results]
 
+    @property
+    def stepping(self) -> bool:
+        """True between `step_async` and its `step_wait`."""
+        return self._waiting
+
     def _check_idle(self, what: str) -> None:
         if self._waiting:
             raise InputError(f"{what} called while a step is in flight: call step_wait() first.")

@@ -4,10 +4,11 @@ Per step: the workers simulate and render in parallel (sim + render), the parent
 in one call (encode), fuses history and runs the head (policy). With `groups=2` the N workers form two
 groups stepped alternately: the parent encodes one group's frames while the other group's workers
 simulate and render, so the render time hides behind the encode time (one batched call per group).
-Episodes and seeds are the same for any `groups`; only the encoder's batch size changes. `evaluate_policy` returns the
-eval_info dict written as eval_info.json: per episode {seed, success, return, length,
-first_success_step} and aggregates (success rate with a Wilson 95% interval, mean return, the
-suite's normalized score where it defines one, episodes/s, time split per step).
+Episodes and seeds are the same for any `groups`; only the encoder's batch size changes.
+
+`evaluate_policy` returns the eval_info dict written as eval_info.json: per episode {seed, success,
+return, length, first_success_step} and aggregates (success rate with a Wilson 95% interval, mean
+return, the suite's normalized score where it defines one, episodes/s, time split per step).
 """
 from __future__ import annotations
 
@@ -84,21 +85,22 @@ def policy_inputs(encoder: FrozenEncoder, rgb: np.ndarray, kind: str) -> torch.T
 
 
 class _Group:
-    """One VectorEnv's share of a batch of episodes: its seeds, history, running returns, pending step."""
+    """One VectorEnv's share of a batch of episodes: its seeds, history and running returns."""
 
     def __init__(self, venv: VectorEnv, seeds: list[int], history: int, fusion: str):
         self.venv, self.seeds = venv, seeds
         self.obs = venv.reset(seeds)
         self.buf = HistoryBuffer(len(seeds), history, fusion)
         self.returns, self.infos = np.zeros(len(seeds)), [None] * len(seeds)
-        self.pending = self.done = False
+        self.done = False
 
     def collect(self, times: StepTimes) -> None:
-        """Wait for the step in flight and record its rewards and finished episodes."""
+        """Wait for the step in flight, if any, and record its rewards and finished episodes."""
+        if not self.venv.stepping:
+            return
         t0 = time.perf_counter()
         self.obs, rewards, dones, step_infos = self.venv.step_wait()
         times.env += time.perf_counter() - t0
-        self.pending = False
         self.returns += rewards
         for i in np.flatnonzero(dones):
             self.infos[i] = step_infos[i]
@@ -127,8 +129,7 @@ def _run_batch(venvs: list[VectorEnv], seeds: list[int], policy: BCPolicy, encod
     times.reset += time.perf_counter() - t0
     for _ in range(horizon):
         for g in groups:
-            if g.pending:
-                g.collect(times)
+            g.collect(times)
             if g.done:
                 continue
             if frames is not None and g is groups[0]:
@@ -141,13 +142,11 @@ def _run_batch(venvs: list[VectorEnv], seeds: list[int], policy: BCPolicy, encod
             t2 = time.perf_counter()
             g.venv.step_async(actions)
             times.encode, times.policy = times.encode + t1 - t0, times.policy + t2 - t1
-            g.pending = True
         times.steps += 1
         if all(g.done for g in groups):
             break
     for g in groups:
-        if g.pending:
-            g.collect(times)
+        g.collect(times)
     return [{"seed": s, "success": bool(info["episode_success"]), "return": float(r), "length": int(info["t"]),
              "first_success_step": int(info["first_success_step"])}
             for g in groups for s, r, info in zip(g.seeds, g.returns, g.infos)]
