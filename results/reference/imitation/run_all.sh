@@ -1,10 +1,7 @@
 #!/bin/bash
 # Issue 4 real runs (reduced epochs, labelled): efficientnet-lite0 + conv on the five CortexBench Meta-World tasks,
 # full-horizon demos (25 per task), each followed by the proprio-only control (blind + mlp) on the same schedule.
-cd /work/main
-OUT=results/issue4b/runs
-COMMON="seed=100 out_dir=$OUT threads=2 bc.precision=bf16 bc.progress=false eval.progress=false eval.num_envs=2"
-run() { echo "=== $(date +%T) $*"; /usr/bin/time -f "wall %e s" .venv/bin/theia-eval train $COMMON "$@" 2>&1 | grep -v "it/s\]" ; }
+source "$(dirname "$0")/common.sh"
 for t in drawer-open bin-picking assembly button-press-topdown hammer; do
   if [ $t = drawer-open ]; then SCHED="bc.epochs=30 bc.eval_every=15"; else SCHED="bc.epochs=10 bc.eval_every=10"; fi
   run encoder=efficientnet-lite0 head=conv task=metaworld/$t demos=data/demos_full/metaworld/$t.hdf5 $SCHED
