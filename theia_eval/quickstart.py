@@ -3,9 +3,11 @@
 1. runs the sweep configs/sweep/quickstart.yaml: collects a few Meta-World demos (fast render preset),
    renders frames and distills a nano student from the `offline` teacher set, caches embeddings, trains
    and evaluates a spatial head for each encoder (the student, theia-offline, efficientnet-lite0, a random
-   ViT of the student's size, pixels) on two tasks (a reduced protocol, labelled as such everywhere);
-2. writes the leaderboard (markdown, CSV, HTML, score-vs-GFLOPs plot), the feature-norm-entropy report
-   and report.html (everything in one offline page) to out_dir, plus run_info.md (command, machine, times).
+   ViT of the student's size, pixels) and an mlp head for the proprio-only `blind` control (what vision
+   adds) on two tasks (a reduced protocol, labelled as such everywhere);
+2. writes the leaderboard (markdown, CSV, HTML, score-vs-GFLOPs plot; intervals, paired comparisons with the
+   top entry and the claims of configs/claim_sets/<claims>.yaml), the feature-norm-entropy report and
+   report.html (everything in one offline page) to out_dir, plus run_info.md (command, machine, times).
 A second run finds everything done and only rewrites the reports.
 """
 from __future__ import annotations
@@ -99,7 +101,7 @@ def run(argv: list[str]) -> int:
     scfg = sweep_config(cfg)
     report = run_sweep(scfg)
     store = Path(scfg.store)
-    paths = write_leaderboard(store, out, report.plan.name)
+    paths = write_leaderboard(store, out, report.plan.name, claims=cfg.get("claims"))
     entropy = write_entropy(entropy_config(cfg, store, report.plan.name))
     ran = len(report.results.get("train", []))
     info = {"command": shlex.join(["theia-eval", "quickstart", *argv]), "finished": now(),

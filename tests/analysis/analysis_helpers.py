@@ -35,3 +35,38 @@ def grid_rows() -> list[dict]:
 def score_of(encoder: str, task_index: int, seed: int, checkpoint: str) -> float:
     base = {"alpha": 40.0, "beta": 60.0}[encoder]
     return base + 10 * task_index + seed / 100 + (5.0 if checkpoint == "best" else 0.0)
+
+
+def write_eval(run_dir, epoch: int, task: str, outcomes, base_seed: int = 1000, returns=None) -> None:
+    """An eval/epoch_NNN.json as `train` writes it: one record per episode (seed base_seed + i)."""
+    import json
+    from pathlib import Path
+
+    returns = returns if returns is not None else [100.0 * bool(o) for o in outcomes]
+    per = [{"seed": base_seed + i, "success": bool(o), "return": float(r), "length": 10, "first_success_step": -1}
+           for i, (o, r) in enumerate(zip(outcomes, returns))]
+    k = sum(bool(o) for o in outcomes)
+    info = {"task": task, "suite": task.split("/")[0], "config": {"episodes": len(per), "base_seed": base_seed},
+            "per_episode": per, "aggregate": {"episodes": len(per), "successes": k, "success_rate": k / len(per)}}
+    path = Path(run_dir) / "eval" / f"epoch_{epoch:03d}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(info))
+
+
+def episode_row(root, encoder: str, task: str, head: str, seed: int, checkpoint: str, outcomes, epoch: int = 10,
+                **extra) -> dict:
+    """A store row whose run directory (under root) holds the per-episode outcomes it summarizes."""
+    run_dir = f"{root}/runs/{encoder}/{head}/{task.replace('/', '_')}/seed{seed}"
+    write_eval(run_dir, epoch, task, outcomes, returns=extra.pop("returns", None))
+    k, n = sum(bool(o) for o in outcomes), len(outcomes)
+    score = extra.pop("score", 100.0 * k / n)
+    return make_row(encoder, task, head, seed, checkpoint, score, run_dir=str(run_dir), epoch=epoch, episodes=n,
+                    success_rate=k / n, config_hash=f"{encoder}|{task}|{head}|{seed}", **extra)
+
+
+def outcomes(k: int, n: int = 25, rng=None) -> list[bool]:
+    """k successes out of n, in a fixed order (shuffled by rng when given)."""
+    out = [True] * k + [False] * (n - k)
+    if rng is not None:
+        rng.shuffle(out)
+    return out

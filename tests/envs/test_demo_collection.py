@@ -48,6 +48,7 @@ def test_layout_and_success_flags(demo_dir):
                 assert rgb.chunks == (1, 56, 56, 3) and rgb.compression == "gzip"
                 assert g["obs/proprio"].shape == (n, 4) and g["obs/state"].shape == (n, 39)
                 assert g["actions"].shape == (n, 4) and g["rewards"].shape == (n,)
+                assert np.abs(g["actions"][:]).max() <= 1.0  # the executed (clipped) actions
                 assert g["dones"][-1] == 1 and g["dones"][:-1].sum() == 0
                 success = g["success"][:].astype(bool)
                 first = int(g.attrs["first_success_step"])
@@ -55,6 +56,21 @@ def test_layout_and_success_flags(demo_dir):
                 assert n == first + 3 + 1  # stopped 3 steps after the first success
                 np.testing.assert_allclose(g["obs/proprio"][:], g["obs/state"][:, :4])
             assert int(f["data"].attrs["total"]) == total
+
+
+def test_files_of_the_raw_action_format_are_refused(demo_dir, tmp_path):
+    import json
+    import shutil
+
+    out, _ = demo_dir
+    old = tmp_path / "old.hdf5"
+    shutil.copy(demo_path(out, get_task(TASKS[0])), old)
+    with h5py.File(old, "r+") as f:
+        env_args = json.loads(f["data"].attrs["env_args"])
+        env_args["env_kwargs"]["format"] = "theia-eval-demos/1"
+        f["data"].attrs["env_args"] = json.dumps(env_args)
+    with pytest.raises(InputError, match="raw actions.*collect it again"):
+        open_demos(old)
 
 
 def test_images_are_not_trivial(demo_dir):
@@ -128,7 +144,7 @@ def test_sigkill_leaves_no_corrupt_file(tmp_path):
            "post_success_steps=3"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             env={**os.environ, "PYTHONWARNINGS": "ignore"})
-    deadline = time.time() + 60
+    deadline = time.time() + 600  # generous: a loaded 2-core machine takes a minute to start
     while not list(parts_dir(path).glob("seed_*.h5")) and time.time() < deadline:
         time.sleep(0.02)
     proc.send_signal(signal.SIGKILL)

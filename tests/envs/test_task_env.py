@@ -71,6 +71,16 @@ def test_bad_actions(env):
         env.step(np.array([0, np.nan, 0, 0]))
 
 
+def test_actions_are_clipped_and_reported_as_executed(env):
+    env.reset(0)
+    _, _, _, info = env.step(np.array([2.0, -3.0, 0.5, 1.0]))
+    assert np.array_equal(info["action"], [1.0, -1.0, 0.5, 1.0])
+    state_clipped = env.raw_state.copy()
+    env.reset(0)
+    env.step(np.array([1.0, -1.0, 0.5, 1.0]))
+    assert np.array_equal(env.raw_state, state_clipped)  # the simulator executed the clipped action
+
+
 def test_step_before_reset_and_bad_horizon():
     with make_env("metaworld/reach", resolution=32, crop=None) as e:
         with pytest.raises(InputError, match="reset"):

@@ -74,12 +74,45 @@ def test_students_join_the_encoder_list_with_a_config_keyed_run_dir(tmp_path):
     assert Path(student["run_dir"]).parent == tmp_path / "students" and student["config"]["train"]["steps"] == 2
     cell = plan.train[0]
     assert cell["encoder"] == {"label": "nano-s", "name": "theia", "weights": student["run_dir"], "student": "nano-s",
-                               "weights_key": f"student:{student['key']}"}
+                               "weights_key": f"student:{student['key']}", "heads": None}
     assert student["frames"]["out"] == student["config"]["data"]
     cfg.sweep.students[0]["overrides"]["train"]["steps"] = 3
     again = build_plan(cfg)
     assert again.distill[0]["run_dir"] != student["run_dir"]  # another distill config: another student
     assert again.train[0]["config_hash"] != cell["config_hash"]
+
+
+def test_encoder_entries_may_name_their_own_heads(tmp_path):
+    plan = build_plan(smoke(tmp_path, "sweep.heads=[conv,mlp]",
+                            "sweep.encoders=[{name:pixels,heads:[conv]},{name:blind,heads:[mlp]},efficientnet-lite0]"))
+    cells = [(c["label"], c["head"], c["kind"]) for c in plan.train]
+    assert cells == [("pixels", "conv", "tokens"), ("blind", "mlp", "summary"),
+                     ("efficientnet-lite0", "conv", "tokens"), ("efficientnet-lite0", "mlp", "summary")]
+    assert sorted(e["id"] for e in plan.embed) == ["blind:summary", "efficientnet-lite0:summary",
+                                                   "efficientnet-lite0:tokens", "pixels:tokens"]
+    for bad in ("{name:pixels,heads:conv}", "{name:pixels,heads:[]}", "{name:pixels,head:[conv]}"):
+        with pytest.raises(InputError, match="heads|bad encoder entry"):
+            build_plan(smoke(tmp_path, f"sweep.encoders=[{bad}]"))
+    with pytest.raises(TheiaEvalError, match="unknown policy head 'convv'"):
+        build_plan(smoke(tmp_path, "sweep.encoders=[{name:pixels,heads:[convv]}]"))
+
+
+def test_bundled_weights_are_identified_by_their_file_hash(tmp_path, monkeypatch):
+    import theia_eval.encoders.theia_offline as bundled
+    from theia_eval.encoders import get_encoder_config
+    from theia_eval.encoders.weights import default_weights_key
+
+    plan = build_plan(smoke(tmp_path, "sweep.encoders=[theia-offline,pixels]"))
+    offline, pixels = plan.train[0], plan.train[1]
+    assert offline["encoder"]["weights_key"] == default_weights_key(get_encoder_config("theia-offline"))
+    assert offline["encoder"]["weights_key"].startswith("sha256:") and pixels["encoder"]["weights_key"] is None
+    assert "/" not in offline["encoder"]["weights_key"]  # portable: no machine path
+    other = tmp_path / "model.safetensors"
+    other.write_bytes(b"another student")
+    monkeypatch.setitem(bundled.CONFIG.extra, "weights_file", str(other))
+    retrained = build_plan(smoke(tmp_path, "sweep.encoders=[theia-offline,pixels]"))
+    assert retrained.train[0]["config_hash"] != offline["config_hash"]  # a retrained student is another cell
+    assert retrained.train[1]["config_hash"] == pixels["config_hash"]
 
 
 def test_protocol_deviations():

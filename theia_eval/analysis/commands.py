@@ -1,7 +1,8 @@
 """CLI verbs `theia-eval leaderboard` and `theia-eval entropy`, and the report that gathers them.
 
 Outputs in out_dir:
-  leaderboard.md / .csv / .html, score_vs_gflops[_N].png, results.parquet  (leaderboard)
+  leaderboard.md / .csv / .html, score_vs_gflops[_N].png, results.parquet, leaderboard.json  (leaderboard)
+  claims.json / .csv  (leaderboard with claims=...)
   entropy.md / .csv / .json, norm_hist.png, entropy_bins.png, entropy_vs_score.png  (entropy)
   report.html  everything above that exists, in one self-contained page (images inlined)
 """
@@ -15,9 +16,12 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from theia_eval.analysis import plots
+from theia_eval.analysis.claims import (CLAIMS_FORMAT, claims_markdown, claims_parts, claims_report, claims_rows,
+                                        load_claims)
 from theia_eval.analysis.leaderboard import MUJOCO_SUITES, Section, build_leaderboard, long_rows
 from theia_eval.analysis.report import (CHECKPOINT_NOTE, HtmlPage, deviation_text, empty_message,
-                                        leaderboard_html, score_points, section_tables)
+                                        leaderboard_html, parts_markdown, score_points, section_parts)
+from theia_eval.analysis.uncertainty import Resampling
 from theia_eval.analysis.store import load_results, now
 from theia_eval.analysis.tables import to_csv
 from theia_eval.config import compose, config_dir, split_args
@@ -25,6 +29,8 @@ from theia_eval.errors import InputError
 from theia_eval.io import atomic_write_json, atomic_write_text
 
 REPORT = "report.html"
+CLAIMS_JSON = "claims.json"
+SETTINGS_JSON = "leaderboard.json"
 ENTROPY_JSON = "entropy.json"
 ENTROPY_FORMAT = 2  # of entropy.json; report.html skips an entropy.json of another format (re-run `entropy`)
 
@@ -36,15 +42,36 @@ def _parser(verb: str, description: str) -> argparse.ArgumentParser:
 
 
 # ------------------------------------------------------------------------------------------- leaderboard
-def leaderboard_data(results: str | Path, sweep_name: str | None = None,
-                     mujoco: tuple[str, ...] = MUJOCO_SUITES) -> tuple[list[Section], dict]:
-    """Sections of the leaderboard of a results file (optionally one sweep's rows) and provenance."""
+def resampling_from(spec) -> Resampling:
+    """A Resampling from the `uncertainty:` block ({resamples, seed, resample: [tasks, seeds, episodes]})."""
+    if spec is None:
+        return Resampling()
+    if isinstance(spec, Resampling):
+        return spec
+    spec = dict(OmegaConf.to_container(spec) if OmegaConf.is_config(spec) else spec)
+    unknown = set(spec) - {"resamples", "seed", "resample"}
+    if unknown:
+        raise InputError(f"unknown uncertainty keys {sorted(unknown)}; valid: resamples, seed, resample.")
+    d = Resampling()
+    return Resampling(int(spec.get("resamples", d.resamples)), int(spec.get("seed", d.seed)),
+                      tuple(spec.get("resample", d.levels)))
+
+
+def leaderboard_data(results: str | Path, sweep_name: str | None = None, mujoco: tuple[str, ...] = MUJOCO_SUITES,
+                     resampling: Resampling | None = None,
+                     runs_root: str | Path | None = None) -> tuple[list[Section], dict]:
+    """Sections of the leaderboard of a results file (optionally one sweep's rows) and provenance.
+
+    Per-episode outcomes are read from each row's run directory, looked for as stored, then under the folder
+    of the results file and under runs_root (see episodes.find_eval_file).
+    """
     from theia_eval.sweeps.stages import code_version
 
     df = load_results(results)
     if sweep_name:
         df = df[df["sweep"] == sweep_name]
-    sections, dropped = build_leaderboard(df, tuple(mujoco))
+    roots = [Path(results).parent] + ([Path(runs_root)] if runs_root else [])
+    sections, dropped = build_leaderboard(df, tuple(mujoco), resampling=resampling, roots=roots)
     meta = {"results": str(results), "rows": len(df), "dropped": dropped, "generated": now(),
             "code_version": code_version()}
     return sections, meta
@@ -67,26 +94,50 @@ def leaderboard_plots(sections: list[Section], out_dir: Path) -> dict[str, Path]
     return out
 
 
-def leaderboard_markdown(sections: list[Section], meta: dict) -> str:
+def leaderboard_markdown(sections: list[Section], meta: dict, claims: dict | None = None) -> str:
     lines = ["# Leaderboard", "", f"Results: `{meta['results']}` ({meta['rows']} rows), generated {meta['generated']} "
              f"by theia-eval {meta['code_version']}.", ""]
     if meta.get("dropped"):
         lines += [f"{meta['dropped']} superseded row(s) left out (newest kept).", ""]
     for sec in sections:
         lines += [f"## {sec.title}", "", deviation_text(sec), ""]
-        lines += [t.markdown() for t in section_tables(sec)]
+        lines += parts_markdown(section_parts(sec))
+    if claims:
+        lines += ["", claims_markdown(claims)]
     lines += ["", CHECKPOINT_NOTE, ""]
     return "\n".join(lines)
 
 
+def write_settings(out_dir: Path, resampling: Resampling, runs_root: str | Path | None) -> None:
+    """leaderboard.json: how the leaderboard drew its intervals, so report.html (rewritten by `entropy`) agrees."""
+    atomic_write_json(out_dir / SETTINGS_JSON, {"resamples": resampling.resamples, "seed": resampling.seed,
+                                                "resample": list(resampling.levels),
+                                                "runs_root": str(runs_root) if runs_root else None})
+
+
+def read_settings(out_dir: Path) -> tuple[Resampling, str | None]:
+    data = read_json(Path(out_dir) / SETTINGS_JSON)
+    runs_root = data.pop("runs_root", None)
+    return resampling_from(data or None), runs_root
+
+
 def write_leaderboard(results: str | Path, out_dir: str | Path, sweep_name: str | None = None,
-                      mujoco: tuple[str, ...] = MUJOCO_SUITES, export: str | None = "parquet") -> dict[str, Path]:
-    """Write leaderboard.md/.csv/.html (+ plots, + the results export); returns the paths."""
+                      mujoco: tuple[str, ...] = MUJOCO_SUITES, export: str | None = "parquet", claims=None,
+                      uncertainty=None, runs_root: str | Path | None = None) -> dict[str, Path]:
+    """Write leaderboard.md/.csv/.html (+ plots, + the results export, + claims.json/.csv); returns the paths.
+
+    claims: a name in configs/claim_sets/, a YAML file or a list (claims.load_claims); uncertainty: the
+    `uncertainty:` block of configs/leaderboard.yaml or a Resampling.
+    """
     out_dir = Path(out_dir)
-    sections, meta = leaderboard_data(results, sweep_name, mujoco)  # a bad results file fails before any write
+    resampling = resampling_from(uncertainty)
+    claim_list = load_claims(claims)  # bad claims, like a bad results file, fail before any write
+    sections, meta = leaderboard_data(results, sweep_name, mujoco, resampling, runs_root)
     out_dir.mkdir(parents=True, exist_ok=True)
+    write_settings(out_dir, resampling, runs_root)
     paths = {"md": out_dir / "leaderboard.md", "csv": out_dir / "leaderboard.csv",
              "html": out_dir / "leaderboard.html", "report": out_dir / REPORT}
+    claims_data = write_claims(out_dir, claim_list, sections, meta, paths)
     if not sections:
         msg = empty_message(str(results))
         atomic_write_text(paths["md"], f"# Leaderboard\n\n{msg}\n")
@@ -97,21 +148,43 @@ def write_leaderboard(results: str | Path, out_dir: str | Path, sweep_name: str 
         write_report(out_dir, results, sweep_name, mujoco)
         return {**paths, "empty": True}
     figs = leaderboard_plots(sections, out_dir)
-    atomic_write_text(paths["md"], leaderboard_markdown(sections, meta))
+    atomic_write_text(paths["md"], leaderboard_markdown(sections, meta, claims_data))
     atomic_write_text(paths["csv"], to_csv([r for s in sections for r in long_rows(s)]))
     page = HtmlPage("theia-eval leaderboard")
     leaderboard_html(page, sections, figs, meta)
+    if claims_data:
+        claims_html(page, claims_data)
     atomic_write_text(paths["html"], page.render())
     if export and Path(results).suffix not in (".parquet", ".csv"):
         from theia_eval.analysis.store import ResultsStore
 
         paths["export"] = ResultsStore(results, create=False).export(out_dir / f"results.{export}")
-    write_report(out_dir, results, sweep_name, mujoco)
+    write_report(out_dir, results, sweep_name, mujoco, (sections, meta))
     return {**paths, **{f"plot:{k}": v for k, v in figs.items()}}
 
 
+def write_claims(out_dir: Path, claims: list, sections: list[Section], meta: dict, paths: dict) -> dict | None:
+    """claims.json and claims.csv when claims are given; an old pair is removed when none are."""
+    files = {"claims_json": out_dir / CLAIMS_JSON, "claims_csv": out_dir / "claims.csv"}
+    if not claims:
+        for f in files.values():
+            f.unlink(missing_ok=True)
+        return None
+    data = claims_report(claims, sections, meta)
+    atomic_write_json(files["claims_json"], data)
+    atomic_write_text(files["claims_csv"], to_csv(claims_rows(data)))
+    paths.update(files)
+    return data
+
+
+def claims_html(page: HtmlPage, data: dict) -> None:
+    page.heading("Claims")
+    for part in claims_parts(data):
+        page.add(part)
+
+
 def leaderboard(argv: list[str]) -> int:
-    """`theia-eval leaderboard results=PATH [out_dir=DIR] [sweep=NAME]`."""
+    """`theia-eval leaderboard results=PATH [out_dir=DIR] [sweep=NAME] [claims=NAME|PATH]`."""
     overrides, rest = split_args(argv)
     _parser("leaderboard", leaderboard.__doc__ + "\n\n" + __doc__).parse_args(rest)
     cfg = compose("leaderboard", overrides)
@@ -119,7 +192,8 @@ def leaderboard(argv: list[str]) -> int:
         raise InputError("pass results=PATH: a results store (.sqlite) written by `theia-eval sweep`, or its "
                          ".parquet/.csv export.")
     out_dir = Path(cfg.out_dir) if cfg.out_dir else Path(cfg.results).parent / "leaderboard"
-    paths = write_leaderboard(cfg.results, out_dir, cfg.sweep, tuple(cfg.mujoco_suites), cfg.export)
+    paths = write_leaderboard(cfg.results, out_dir, cfg.sweep, tuple(cfg.mujoco_suites), cfg.export, cfg.claims,
+                              cfg.uncertainty, cfg.runs_root)
     if paths.get("empty"):
         print(empty_message(str(cfg.results)))
     else:
@@ -274,20 +348,28 @@ def entropy(argv: list[str]) -> int:
 
 # ------------------------------------------------------------------------------------------- report
 def write_report(out_dir: Path, results: str | Path | None, sweep_name: str | None = None,
-                 mujoco: tuple[str, ...] = MUJOCO_SUITES) -> Path:
-    """report.html: the leaderboard (when results exist) and the entropy section (when entropy.json exists)."""
+                 mujoco: tuple[str, ...] = MUJOCO_SUITES, built: tuple[list[Section], dict] | None = None) -> Path:
+    """report.html: the leaderboard (when results exist), the claims (claims.json) and the entropy section
+    (entropy.json). `built` reuses sections already computed; else they are rebuilt with the interval settings
+    the leaderboard recorded in leaderboard.json."""
     from theia_eval.analysis.entropy_report import entropy_tables
 
     out_dir = Path(out_dir)
     page = HtmlPage("theia-eval report")
     if results and Path(results).is_file():
-        sections, meta = leaderboard_data(results, sweep_name, mujoco)
+        if built is None:
+            resampling, runs_root = read_settings(out_dir)
+            built = leaderboard_data(results, sweep_name, mujoco, resampling, runs_root)
+        sections, meta = built
         page.heading("Leaderboard")
         if sections:
             figs = {s.title: plot_path(out_dir, i) for i, s in enumerate(sections) if plot_path(out_dir, i).is_file()}
             leaderboard_html(page, sections, figs, meta)
         else:
             page.paragraph(empty_message(str(results)), "warn")
+    claims = read_json(out_dir / CLAIMS_JSON)
+    if claims and claims.get("format") == CLAIMS_FORMAT:
+        claims_html(page, claims)
     report = read_json(out_dir / ENTROPY_JSON)
     if report and report.get("format") != ENTROPY_FORMAT:
         page.heading("Feature-norm entropy")

@@ -12,19 +12,34 @@ The s.e. is the sample standard deviation (ddof 1) over seeds / sqrt(n); it is u
 Best-checkpoint scores (max over evaluations during training, the CortexBench number) are always shown
 beside last-checkpoint scores. Rows of different protocols are never pooled: a section is one protocol
 ("cortexbench"), or one sweep's reduced protocol with its deviations written above it.
+
+Uncertainty (uncertainty.py), from the per-episode outcomes of every evaluation (episodes.py):
+- per task: the success count k/n pooled over seeds with its Wilson 95 % interval (for a per-episode score
+  such as DMC's: its mean with a bootstrap interval over seeds and episodes);
+- per suite and overall: the mean over tasks (of the mean over seeds) with a bootstrap interval; it is the
+  score shown and ranked on when every row of the entry has its episodes (else the mean +- s.e. above);
+- per checkpoint, every entry against the top entry (the highest overall score) on the episodes both have
+  (same task, training seed and evaluation seed): the mean paired difference with its bootstrap interval and
+  an exact sign test; and every pair of entries, for the sentence that says what can be told apart.
 """
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
+from theia_eval.analysis.episodes import Episodes, load_episodes
+from theia_eval.analysis.uncertainty import (Estimate, Paired, Resampling, estimate, pair_runs, paired,
+                                             wilson_percent)
+
 MUJOCO_SUITES = ("metaworld", "dmc", "adroit")
 CHECKPOINTS = ("last", "best")
 KEY = ["encoder", "head", "checkpoint"]
 SPATIAL = "tokens"
+Entry = tuple[str, str]  # (encoder, head)
 
 
 @dataclass(frozen=True)
@@ -115,6 +130,24 @@ def compute_columns(df: pd.DataFrame) -> dict[str, dict[str, float]]:
     return out
 
 
+@dataclass(frozen=True)
+class TaskScore:
+    """One task's score pooled over seeds: k/n successes with Wilson's interval, or a bootstrap interval."""
+
+    mean: float
+    lo: float
+    hi: float
+    n: int  # episodes, all seeds together
+    k: int | None  # successes (None: a per-episode score such as DMC's normalized return)
+    seeds: int
+
+    def format(self, digits: int = 1) -> str:
+        ci = f"[{self.lo:.{digits}f}, {self.hi:.{digits}f}]"
+        if self.k is not None:
+            return f"{self.k}/{self.n} {ci}"
+        return f"{self.mean:.{digits}f} {ci} (n={self.n})"
+
+
 @dataclass
 class Section:
     """The statistics of one protocol section."""
@@ -131,44 +164,181 @@ class Section:
     overall: dict
     compute: dict
     head_input: dict[str, str] = field(default_factory=dict)
+    resampling: Resampling = field(default_factory=Resampling)
+    grid: dict = field(default_factory=dict)  # (enc, head, ckpt) -> [(suite, task, seed)] of its rows
+    episodes: dict = field(default_factory=dict)  # (enc, head, ckpt, task, seed) -> Episodes
+    task_scores: dict = field(default_factory=dict)  # (enc, head, ckpt, task) -> TaskScore
+    suite_ci: dict = field(default_factory=dict)  # (enc, head, ckpt, suite) -> Estimate
+    overall_ci: dict = field(default_factory=dict)  # (enc, head, ckpt) -> Estimate
+    top: dict = field(default_factory=dict)  # ckpt -> the entry with the highest overall score
+    vs_top: dict = field(default_factory=dict)  # (enc, head, ckpt) -> Paired (entry - top)
+    pairwise: dict = field(default_factory=dict)  # ckpt -> {(entry, entry): Paired}
+    notes: list[str] = field(default_factory=list)  # rows whose per-episode outcomes could not be read
 
-    def ranked(self) -> list[tuple[str, str]]:
+    def score(self, entry: Entry, ckpt: str) -> float:
+        """The overall score shown: the bootstrap estimate's mean when defined, else the mean over seeds."""
+        ci = self.overall_ci.get((*entry, ckpt))
+        if ci is not None:
+            return ci.mean
+        stat_ = self.overall.get((*entry, ckpt))
+        return stat_[0].mean if stat_ else math.nan
+
+    def ranked(self) -> list[Entry]:
         """(encoder, head) pairs by overall last-checkpoint score, best first (no score: last)."""
-        def key(pair: tuple[str, str]) -> tuple[float, str, str]:
-            entry = self.overall.get((*pair, "last"))
-            mean = entry[0].mean if entry else math.nan
+        def key(pair: Entry) -> tuple[float, str, str]:
+            mean = self.score(pair, "last")
             return (-mean if not math.isnan(mean) else math.inf, *pair)
 
         return sorted({(e, h) for e, h, _ in self.overall}, key=key)
 
+    def entries(self) -> list[Entry]:
+        return sorted({(e, h) for e, h, _ in self.grid})
 
-def build_section(title: str, rows: pd.DataFrame, mujoco: tuple[str, ...] = MUJOCO_SUITES) -> Section:
+    def forest(self, entry: Entry, ckpt: str, suites: Iterable[str] | None = None,
+               tasks: Iterable[str] | None = None) -> tuple[dict, bool]:
+        """{suite: [task runs]} of an entry's per-episode scores, and whether every row had its episodes."""
+        wanted = None if suites is None else set(suites)
+        wanted_tasks = None if tasks is None else set(tasks)
+        out: dict[str, dict[str, list]] = {}
+        complete = True
+        for suite, task, seed in self.grid.get((*entry, ckpt), []):
+            if (wanted is not None and suite not in wanted) or (wanted_tasks is not None and task not in wanted_tasks):
+                continue
+            ep = self.episodes.get((*entry, ckpt, task, seed))
+            if ep is None:
+                complete = False
+                continue
+            out.setdefault(suite, {}).setdefault(task, []).append(ep.scores)
+        return {s: [runs for _, runs in sorted(ts.items())] for s, ts in out.items()}, complete
+
+    def diff_forest(self, a: Entry, b: Entry, ckpt: str, tasks: Iterable[str] | None = None) -> dict:
+        """{suite: [task runs]} of per-episode differences a - b, over the (task, seed, episode seed) both have."""
+        wanted = None if tasks is None else set(tasks)
+        out: dict[str, dict[str, list]] = {}
+        for suite, task, seed in self.grid.get((*a, ckpt), []):
+            if wanted is not None and task not in wanted:
+                continue
+            ea, eb = self.episodes.get((*a, ckpt, task, seed)), self.episodes.get((*b, ckpt, task, seed))
+            if ea is None or eb is None or not (ea.paired and eb.paired):
+                continue
+            d = pair_runs(ea.seeds, ea.scores, eb.seeds, eb.scores)
+            if len(d):
+                out.setdefault(suite, {}).setdefault(task, []).append(d)
+        return {s: [runs for _, runs in sorted(ts.items())] for s, ts in out.items()}
+
+    def compare(self, a: Entry, b: Entry, ckpt: str, tasks: Iterable[str] | None = None) -> Paired:
+        return paired(self.diff_forest(a, b, ckpt, tasks), self.resampling)
+
+
+def task_score(runs: list[Episodes], r: Resampling) -> TaskScore:
+    """k/n with Wilson's interval for success runs; else the mean with a bootstrap over seeds and episodes."""
+    n = sum(e.n for e in runs)
+    if all(e.binary for e in runs):
+        k = sum(e.successes for e in runs)
+        lo, hi = wilson_percent(k, n)
+        return TaskScore(100.0 * k / n, lo, hi, n, k, len(runs))
+    est = estimate({"_": [[e.scores for e in runs]]}, Resampling(r.resamples, r.seed,
+                                                                tuple(lv for lv in r.levels if lv != "tasks")))
+    return TaskScore(est.mean, est.lo, est.hi, n, None, len(runs))
+
+
+def fill_uncertainty(sec: Section, mujoco: tuple[str, ...]) -> None:
+    """Task scores, suite and overall intervals, the top entry and the paired comparisons of a section."""
+    by_task: dict[tuple, list[Episodes]] = {}
+    for (enc, head, ckpt, task, seed), ep in sorted(sec.episodes.items()):
+        by_task.setdefault((enc, head, ckpt, task), []).append(ep)
+    missing = {(e, h, c, t) for (e, h, c), cells in sec.grid.items() for _, t, s in cells
+               if (e, h, c, t, s) not in sec.episodes}
+    sec.task_scores = {k: task_score(v, sec.resampling) for k, v in by_task.items() if k not in missing}
+    for (enc, head, ckpt), cells in sec.grid.items():
+        suites = sorted({s for s, _, _ in cells})
+        for suite in suites:
+            forest, complete = sec.forest((enc, head), ckpt, [suite])
+            if complete:
+                sec.suite_ci[(enc, head, ckpt, suite)] = estimate(forest, sec.resampling)
+        wanted = list(mujoco) if set(mujoco) <= set(suites) else suites
+        forest, complete = sec.forest((enc, head), ckpt, wanted)
+        if complete:
+            sec.overall_ci[(enc, head, ckpt)] = estimate(forest, sec.resampling)
+    entries = sec.ranked()
+    for ckpt in CHECKPOINTS:
+        scored = [e for e in entries if not math.isnan(sec.score(e, ckpt))]
+        if not scored:
+            continue
+        top = min(scored, key=lambda e: (-sec.score(e, ckpt), *e))
+        sec.top[ckpt] = top
+        sec.vs_top.update({(*e, ckpt): sec.compare(e, top, ckpt) for e in entries if e != top})
+        sec.pairwise[ckpt] = {(a, b): sec.compare(a, b, ckpt) for i, a in enumerate(entries) for b in entries[i + 1:]}
+
+
+def build_section(title: str, rows: pd.DataFrame, mujoco: tuple[str, ...] = MUJOCO_SUITES,
+                  episodes: Mapping[tuple[str, str], Episodes] | None = None, resampling: Resampling | None = None,
+                  notes: Mapping[tuple[str, str], str] | None = None) -> Section:
     seed_means = seed_suite_means(rows)
     devs = sorted({d for text in rows["deviations"].fillna("") for d in text.split("; ") if d})
-    return Section(title, rows, devs, sorted(set(rows["suite"])), sorted(set(rows["task"])),
-                   sorted(set(rows["head"])), sorted(set(rows["encoder"])), task_table(rows),
-                   suite_table(seed_means), overall_table(seed_means, mujoco), compute_columns(rows),
-                   {h: g["head_input"].iloc[0] for h, g in rows.groupby("head")})
+    sec = Section(title, rows, devs, sorted(set(rows["suite"])), sorted(set(rows["task"])),
+                  sorted(set(rows["head"])), sorted(set(rows["encoder"])), task_table(rows),
+                  suite_table(seed_means), overall_table(seed_means, mujoco), compute_columns(rows),
+                  {h: g["head_input"].iloc[0] for h, g in rows.groupby("head")}, resampling or Resampling())
+    episodes, notes = episodes or {}, notes or {}
+    for r in rows.sort_values(["suite", "task", "seed"]).itertuples(index=False):
+        sec.grid.setdefault((r.encoder, r.head, r.checkpoint), []).append((r.suite, r.task, int(r.seed)))
+        ep = episodes.get((r.config_hash, r.checkpoint))
+        if ep is not None:
+            sec.episodes[(r.encoder, r.head, r.checkpoint, r.task, int(r.seed))] = ep
+        if (r.config_hash, r.checkpoint) in notes:
+            sec.notes.append(notes[(r.config_hash, r.checkpoint)])
+    fill_uncertainty(sec, mujoco)
+    return sec
 
 
-def build_leaderboard(df: pd.DataFrame, mujoco: tuple[str, ...] = MUJOCO_SUITES) -> tuple[list[Section], int]:
-    """All sections of a results table, and how many superseded rows were dropped."""
+def build_leaderboard(df: pd.DataFrame, mujoco: tuple[str, ...] = MUJOCO_SUITES,
+                      episodes: Mapping[tuple[str, str], Episodes] | None = None,
+                      resampling: Resampling | None = None, roots: Iterable[str] = ()) -> tuple[list[Section], int]:
+    """All sections of a results table, and how many superseded rows were dropped.
+
+    episodes: {(config_hash, checkpoint): Episodes}; None reads them from the rows' run directories
+    (looked for under `roots` too, see episodes.find_eval_file).
+    """
     if df.empty:
         return [], 0
     df, dropped = dedupe(df)
-    return [build_section(t, r, mujoco) for t, r in sections(df)], dropped
+    notes: dict = {}
+    if episodes is None:
+        episodes, notes = load_episodes(df, roots)
+    return [build_section(t, r, mujoco, episodes, resampling, notes) for t, r in sections(df)], dropped
 
 
 def long_rows(sec: Section) -> list[dict]:
     """The section's statistics as tidy rows (the CSV)."""
     out = []
     base = {"section": sec.title, "deviations": "; ".join(sec.deviations)}
-    for scope, table in (("task", sec.task_stats), ("suite", sec.suite_stats)):
-        for (enc, head, ckpt, name), s in table.items():
-            out.append({**base, "encoder": enc, "head": head, "head_input": sec.head_input.get(head),
-                        "checkpoint": ckpt, "scope": scope, "name": name, "mean": s.mean, "sem": s.sem, "n": s.n,
-                        **sec.compute[enc]})
+
+    def entry(enc: str, head: str, ckpt: str) -> dict:
+        return {**base, "encoder": enc, "head": head, "head_input": sec.head_input.get(head), "checkpoint": ckpt}
+
+    for (enc, head, ckpt, name), s in sec.task_stats.items():
+        ts = sec.task_scores.get((enc, head, ckpt, name))
+        extra = {} if ts is None else {"ci_mean": ts.mean, "ci_lo": ts.lo, "ci_hi": ts.hi, "episodes": ts.n,
+                                       "successes": ts.k, "ci_method": "wilson" if ts.k is not None else "bootstrap"}
+        out.append({**entry(enc, head, ckpt), "scope": "task", "name": name, "mean": s.mean, "sem": s.sem, "n": s.n,
+                    **extra, **sec.compute[enc]})
+    for (enc, head, ckpt, name), s in sec.suite_stats.items():
+        out.append({**entry(enc, head, ckpt), "scope": "suite", "name": name, "mean": s.mean, "sem": s.sem,
+                    "n": s.n, **ci_columns(sec.suite_ci.get((enc, head, ckpt, name))), **sec.compute[enc]})
     for (enc, head, ckpt), (s, label) in sec.overall.items():
-        out.append({**base, "encoder": enc, "head": head, "head_input": sec.head_input.get(head), "checkpoint": ckpt,
-                    "scope": "overall", "name": label, "mean": s.mean, "sem": s.sem, "n": s.n, **sec.compute[enc]})
+        out.append({**entry(enc, head, ckpt), "scope": "overall", "name": label, "mean": s.mean, "sem": s.sem,
+                    "n": s.n, **ci_columns(sec.overall_ci.get((enc, head, ckpt))), **sec.compute[enc]})
+    for (enc, head, ckpt), p in sec.vs_top.items():
+        top = sec.top[ckpt]
+        out.append({**entry(enc, head, ckpt), "scope": "vs top", "name": f"{top[0]} {top[1]}", "diff": p.diff,
+                    "diff_lo": p.lo, "diff_hi": p.hi, "sign_test_p": p.p, "pairs": p.pairs,
+                    "distinguishable": p.distinguishable})
     return out
+
+
+def ci_columns(est: Estimate | None) -> dict:
+    if est is None:
+        return {}
+    return {"ci_mean": est.mean, "ci_lo": est.lo, "ci_hi": est.hi, "ci_method": "bootstrap", "ci_tasks": est.tasks,
+            "ci_runs": est.runs, "episodes": est.episodes}

@@ -59,7 +59,7 @@ def check_reduce(feature_reduce: str) -> str:
 
 
 def student_config(name: str, size: StudentSize, source: str, offline: bool, hub_id: str | None = None,
-                   notes: str = "", feature_reduce: str = DEFAULT_REDUCE) -> EncoderConfig:
+                   notes: str = "", feature_reduce: str = DEFAULT_REDUCE, extra: dict | None = None) -> EncoderConfig:
     """EncoderConfig describing one student architecture."""
     params_m, gflops = vit_cost(size)
     return EncoderConfig(
@@ -74,7 +74,7 @@ def student_config(name: str, size: StudentSize, source: str, offline: bool, hub
         source=source, license=THEIA_LICENSE if not name.startswith("random") else "n/a", offline=offline,
         min_size=16, notes=notes, hub_id=hub_id,
         extra={"student": dataclasses.asdict(size), "feature_reduce": feature_reduce,
-               "feature_reduce_options": list(FEATURE_REDUCE_OPTIONS)},
+               "feature_reduce_options": list(FEATURE_REDUCE_OPTIONS), **(extra or {})},
     )
 
 

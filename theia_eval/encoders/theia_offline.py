@@ -23,7 +23,8 @@ CONFIG = student_config(
     offline=(ASSET / WEIGHTS_FILE).is_file(),
     notes="Nano student (width 128, 6 layers) distilled offline from efficientnet-lite0 + sim-depth + "
           "sim-segmentation on rendered Meta-World frames; see assets/theia-offline/CARD.md. weights=None uses "
-          "the shipped asset; 'random[:SEED]' gives the same architecture untrained.")
+          "the shipped asset; 'random[:SEED]' gives the same architecture untrained.",
+    extra={"weights_file": str(ASSET / WEIGHTS_FILE)})  # its hash identifies the shipped weights in sweep cells
 
 
 @register_encoder(CONFIG)

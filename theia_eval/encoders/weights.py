@@ -119,6 +119,22 @@ def weights_available(config: EncoderConfig) -> bool:
     return isinstance(found, str)
 
 
+def default_weights_key(config: EncoderConfig) -> str | None:
+    """What identifies an entry's default weights when none are given: the sha256 (16 hex digits) of the shipped
+    file named in `extra['weights_file']`, or None for entries whose defaults are named by their source alone
+    (hub ids, no weights). Portable: no machine path goes into it."""
+    import hashlib
+
+    path = config.extra.get("weights_file")
+    if path is None or not Path(path).is_file():
+        return None
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return f"sha256:{digest.hexdigest()[:16]}"
+
+
 def load_torch_file(config: EncoderConfig, path: Path, trust: bool = False) -> object:
     """torch.load a checkpoint on the CPU; tensors-only (weights_only) unless the caller trusts the file."""
     import argparse

@@ -36,7 +36,7 @@ import numpy as np
 from theia_eval.envs.renderer import RenderSpec, check_render_match
 from theia_eval.errors import InputError
 
-FORMAT = "theia-eval-demos/1"
+FORMAT = "theia-eval-demos/2"  # /2: actions are the executed (clipped) ones; /1 stored the expert's raw output
 GYM_ENV_TYPE = 2  # robomimic EnvType.GYM_TYPE
 VERSIONED_PACKAGES = ("theia-eval", "mujoco", "metaworld", "gymnasium", "numpy", "h5py")
 DEMO_NAME = re.compile(r"^demo_(\d+)$")
@@ -267,9 +267,15 @@ def read_meta(f, path: Path) -> DatasetMeta:
         raise InputError(f"{path}: data.attrs['env_args'] is missing (was the file written by "
                          "theia-eval? re-collect or re-import it)")
     try:
-        return DatasetMeta.from_env_args(json.loads(raw))
+        env_args = json.loads(raw)
+        meta = DatasetMeta.from_env_args(env_args)
     except (ValueError, KeyError, TypeError) as exc:
         raise InputError(f"{path}: data.attrs['env_args'] is not valid theia-eval metadata ({exc})") from exc
+    if env_args["env_kwargs"].get("format") == "theia-eval-demos/1" and meta.source == "scripted-expert":
+        raise InputError(f"{path} was collected by an older theia-eval that stored the expert's raw actions (up to "
+                         "a fifth outside [-1, 1]) instead of the clipped actions the simulator executed: delete it "
+                         "and collect it again (`theia-eval demos ...`).")
+    return meta
 
 
 def check_demo_group(group, path: Path) -> int:

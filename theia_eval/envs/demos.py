@@ -108,7 +108,7 @@ def run_expert(env: TaskEnv, expert, seed: int, post_success_steps: int | None) 
     for t in range(env.horizon):
         action = expert.get_action(env.raw_state)
         _, reward, _, info = env.step(action, render=False)
-        run.actions.append(np.asarray(action, dtype=np.float64))
+        run.actions.append(info["action"])  # the executed (clipped) action, not the expert's raw output
         run.states.append(env.raw_state.copy())
         run.rewards.append(reward)
         run.flags.append(info["success"])

@@ -73,7 +73,8 @@ class TaskEnv:
 
     def step(self, action: np.ndarray, render: bool = True
              ) -> tuple[dict[str, np.ndarray], float, bool, dict]:
-        """Apply one action; returns (obs, reward, done, info)."""
+        """Apply one action, clipped to the task's bounds; returns (obs, reward, done, info), info['action'] being
+        the action executed."""
         if self._state is None or self.t >= self.horizon:
             raise InputError(f"episode is over ({self.t}/{self.horizon} steps) or not started: "
                              "call env.reset(seed)")
@@ -82,7 +83,7 @@ class TaskEnv:
         self._state = np.asarray(state)
         self._flags.append(bool(sim_info["success"]))
         done = self.t >= self.horizon
-        info = {"success": self._flags[-1], "t": self.t}
+        info = {"success": self._flags[-1], "t": self.t, "action": action}
         if done:
             info.update(self.episode_summary())
         return self.observe(render), float(reward), done, info
@@ -101,7 +102,8 @@ class TaskEnv:
                              f"got {action.shape}")
         if not np.all(np.isfinite(action)):
             raise InputError(f"action has non-finite values: {action}")
-        return action
+        bound = self.task.action_bound
+        return np.clip(action, -bound, bound)  # what the simulators execute (they clip too)
 
     def close(self) -> None:
         """Free the renderer's GL context and the simulator."""

@@ -66,6 +66,7 @@ class TaskSpec:
     make_expert: Callable[[TaskSpec], Expert] | None = None
     upstream_id: str = ""  # the family's own id (e.g. "assembly-v3")
     description: str = ""
+    action_bound: float = 1.0  # every simulator here executes actions clipped to [-bound, bound]
 
 
 @dataclass(frozen=True)

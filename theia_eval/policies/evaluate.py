@@ -123,6 +123,7 @@ def _run_batch(venvs: list[VectorEnv], seeds: list[int], policy: BCPolicy, encod
     Each group is stepped asynchronously: while group g's workers simulate and render step t, the parent
     encodes group g+1's frames of step t and runs its head. With one group this is the plain lock-step loop.
     """
+    device = next(policy.parameters()).device  # the head may live on a GPU; frames and actions stay on the host
     t0 = time.perf_counter()
     groups = [_Group(v, s, history, fusion) for v, s in zip(venvs, split_seeds(seeds, [v.num_envs for v in venvs]))
               if s]
@@ -137,8 +138,9 @@ def _run_batch(venvs: list[VectorEnv], seeds: list[int], policy: BCPolicy, encod
             t0 = time.perf_counter()
             feats = policy_inputs(encoder, g.obs["rgb"], kind)
             t1 = time.perf_counter()
-            proprio = torch.as_tensor(g.obs["proprio"], dtype=torch.float32)
-            actions = policy.act(g.buf.push(feats), proprio if policy.shapes.proprio_dim else None).numpy()
+            proprio = torch.as_tensor(g.obs["proprio"], dtype=torch.float32).to(device)
+            window = g.buf.push(feats).to(device)
+            actions = policy.act(window, proprio if policy.shapes.proprio_dim else None).cpu().numpy()
             t2 = time.perf_counter()
             g.venv.step_async(actions)
             times.encode, times.policy = times.encode + t1 - t0, times.policy + t2 - t1

@@ -278,11 +278,17 @@ def head_input_kind(name: str) -> str:
 
 
 def make_head_config(name: str, overrides: Any = None) -> Any:
-    """The head's config dataclass: defaults, a dict of overrides, or an instance passed through."""
+    """The head's config dataclass: defaults, a dict of overrides, or an instance passed through.
+
+    A dict keyed by head names ({conv: {channels: 64}}) gives each head its own overrides (a sweep that trains
+    several heads from one train config); a head it does not name gets its defaults.
+    """
     cfg_cls = get_head_entry(name).config_cls
     if isinstance(overrides, cfg_cls):
         return overrides
     overrides = dict(overrides or {})
+    if overrides and set(overrides) <= set(_HEADS):
+        overrides = dict(overrides.get(name) or {})
     valid = {f.name for f in dataclasses.fields(cfg_cls)}
     unknown = sorted(set(overrides) - valid)
     if unknown:

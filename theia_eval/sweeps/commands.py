@@ -137,7 +137,10 @@ def describe(report: SweepReport) -> str:
     heads = list(dict.fromkeys(c["head"] for c in plan.train))
     seeds = list(dict.fromkeys(c["seed"] for c in plan.train))
     protocols = Counter(c["protocol"] for c in plan.train)
-    lines = [f"sweep {plan.name}: {len(labels)} encoders x {len(tasks)} tasks x {len(heads)} heads x {len(seeds)} "
+    pairs = list(dict.fromkeys((c["label"], c["head"]) for c in plan.train))
+    grid = (f"{len(labels)} encoders x {len(tasks)} tasks x {len(heads)} heads" if len(pairs) == len(labels) * len(heads)
+            else f"{len(pairs)} encoder-head pairs x {len(tasks)} tasks")
+    lines = [f"sweep {plan.name}: {grid} x {len(seeds)} "
              f"seeds = {len(plan.train)} cells ({', '.join(f'{n} {p}' for p, n in protocols.items())})",
              f"  encoders: {', '.join(labels)}", f"  tasks: {', '.join(tasks)}",
              f"  heads: {', '.join(heads)}; seeds: {', '.join(map(str, seeds))}"]

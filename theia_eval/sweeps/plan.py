@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterable, Mapping
+import dataclasses
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -76,17 +77,39 @@ class EncoderEntry:
     weights: str | None = None
     student: str | None = None  # the distill-stage student whose export these weights are
     weights_key: str | None = None  # what identifies the weights in cell hashes
+    heads: tuple[str, ...] | None = None  # this encoder's heads (None = the sweep's heads)
+
+
+ENTRY_KEYS = {"name", "label", "weights", "heads"}
 
 
 def parse_encoder(item: Any) -> EncoderEntry:
-    """'name' or {name, label?, weights?} -> EncoderEntry."""
+    """'name' or {name, label?, weights?, heads?} -> EncoderEntry."""
     item = to_plain(item)
     if isinstance(item, str):
-        return EncoderEntry(item, item, None, None, None)
-    if isinstance(item, Mapping) and "name" in item and set(item) <= {"name", "label", "weights"}:
-        weights = None if item.get("weights") is None else str(item["weights"])
-        return EncoderEntry(str(item.get("label") or item["name"]), str(item["name"]), weights, None, weights)
-    raise InputError(f"bad encoder entry {item!r} in the sweep: give a registry name or {{name, label, weights}}.")
+        item = {"name": item}
+    if not (isinstance(item, Mapping) and "name" in item and set(item) <= ENTRY_KEYS):
+        raise InputError(f"bad encoder entry {item!r} in the sweep: give a registry name or "
+                         "{name, label?, weights?, heads?}.")
+    weights = None if item.get("weights") is None else str(item["weights"])
+    heads = item.get("heads")
+    if heads is not None:
+        if isinstance(heads, str) or not isinstance(heads, (list, tuple)) or not heads:
+            raise InputError(f"encoder entry {item!r}: heads must be a non-empty list such as [conv] or [conv, mlp].")
+        heads = tuple(str(h) for h in heads)
+    return EncoderEntry(str(item.get("label") or item["name"]), str(item["name"]), weights, None, weights, heads)
+
+
+def with_default_weights_key(entry: EncoderEntry) -> EncoderEntry:
+    """An entry using its registry default weights gets their fingerprint (e.g. the shipped theia-offline
+    file's hash) as weights_key, so cells of a retrained bundled student never pass for the old ones."""
+    from theia_eval.encoders import get_encoder_config
+    from theia_eval.encoders.weights import default_weights_key
+
+    if entry.weights is not None or entry.student is not None:
+        return entry
+    key = default_weights_key(get_encoder_config(entry.name))
+    return entry if key is None else dataclasses.replace(entry, weights_key=key)
 
 
 WEIGHT_SUFFIXES = (".pt", ".pth", ".bin", ".safetensors", ".ckpt")
@@ -301,11 +324,13 @@ def build_plan(cfg: DictConfig) -> Plan:
     check_unique([e.label for e in encoders], "encoder label")
     for e in encoders:
         check_encoder(e)
+    encoders = [with_default_weights_key(e) for e in encoders]
     if not encoders:
         raise InputError("the sweep names no encoders: give encoders: [...] and/or students: [...].")
     tasks = expand_tasks(sweep.get("suites") or [], sweep.get("tasks") or [])
     heads = [str(h) for h in sweep.heads]
-    kinds = {h: head_input_kind(h) for h in heads}
+    all_heads = list(dict.fromkeys([*heads, *(h for e in encoders for h in (e.heads or ()))]))
+    kinds = {h: head_input_kind(h) for h in all_heads}
     seeds = [int(s) for s in sweep.seeds]
     check_unique(heads, "head")
     check_unique([str(s) for s in seeds], "seed")
@@ -316,11 +341,11 @@ def build_plan(cfg: DictConfig) -> Plan:
                          f"(families here: {', '.join(families)}).")
     demo_jobs = [demo_job(t, *families[task_family(t)][:2]) for t in tasks]
     for _, _, base in families.values():
-        for h in heads:
+        for h in all_heads:
             make_head_config(h, to_plain(base.bc.head_config))
     cells = [cell_job(families[task_family(t)][2], e, t, h, s, kinds[h], families[task_family(t)][0], out_dir,
                       sweep.name)
-             for e in encoders for t in tasks for h in heads for s in seeds]
+             for e in encoders for t in tasks for h in (e.heads or heads) for s in seeds]
     embeds = embed_jobs(cells, int(cfg.embed_batch))
     return Plan(sweep.name, str(out_dir), str(cfg.store), cfg.store_journal, cfg.get("threads"), demo_jobs,
                 [{"id": s.label, **asdict(s)} for s in students], embeds, cells)
