@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import shlex
 import sys
 import time
@@ -25,6 +23,7 @@ from omegaconf import DictConfig
 
 from theia_eval.config import compose, split_args
 from theia_eval.io import atomic_write_json, atomic_write_text
+from theia_eval.provenance import machine, machine_line
 
 
 def sweep_config(cfg: DictConfig) -> DictConfig:
@@ -46,24 +45,6 @@ def entropy_config(cfg: DictConfig, store: Path, sweep_name: str) -> DictConfig:
                                f"score.sweep={sweep_name}", f"out_dir={cfg.out_dir}", f"device={cfg.device}"])
 
 
-def machine(threads: int | None = None) -> dict:
-    """What ran it: CPU, cores, memory, OS, Python and the pinned libraries."""
-    import torch
-
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    mem = (os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")) / 2**30 if hasattr(os, "sysconf") else None
-    return {"cpu": cpu, "cores": os.cpu_count(), "memory_gib": round(mem, 1) if mem else None,
-            "os": platform.platform(), "python": platform.python_version(), "torch": torch.__version__,
-            "torch_threads": int(threads) if threads else torch.get_num_threads()}
-
-
 def stage_seconds(report) -> dict[str, float]:
     return {s: round(sum(r.get("seconds", 0) for r in rs), 1) for s, rs in report.results.items()}
 
@@ -78,9 +59,7 @@ def write_run_info(out: Path, info: dict) -> None:
              "|---|---|---|---|---|---|"]
     for r in runs:
         m = r["machine"]
-        lines.append(f"| {r['finished']} | `{r['command']}` | {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB, "
-                     f"{m['os']}, Python {m['python']}, torch {m['torch']} ({m['torch_threads']} threads) | "
-                     f"{r['wall_s']} | {r['stages_s'] or 'all reused'} | {r['cells_run']} / {r['cells_reused']} |")
+        lines.append(f"| {r['finished']} | `{r['command']}` | {machine_line(m)} | {r['wall_s']} | {r['stages_s'] or 'all reused'} | {r['cells_run']} / {r['cells_reused']} |")
     atomic_write_json(path, {"runs": runs})
     atomic_write_text(out / "run_info.md", "\n".join(lines) + "\n")
 

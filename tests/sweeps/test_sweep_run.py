@@ -120,3 +120,36 @@ def test_submitit_launcher_gives_the_rows_of_the_sequential_one(reference, share
     ref = rows(reference)
     ref = ref[ref.seed == 1].reset_index(drop=True)
     assert len(got) == 4 and got.drop(columns=["mean_return"]).equals(ref.drop(columns=["mean_return"]))
+
+
+def test_publish_copies_finished_cells_portably(reference, tmp_path_factory, monkeypatch, capsys):
+    from theia_eval.analysis.store import load_results
+    from theia_eval.provenance import absolute_paths
+
+    base = reference.parent  # the tests' temporary root holds the sweep, its demos and caches: "the repository"
+    monkeypatch.chdir(base)
+    dest = base / "published"
+    assert main(["publish", f"sweep_dir={reference.name}", f"dest={dest.name}", "claims=quickstart"]) == 0
+    published = load_results(dest / "results.csv")
+    original = ResultsStore(reference / "results.sqlite").frame()
+    assert len(published) == len(original) == 8
+    assert sorted(published.score) == sorted(original.score)
+    for r in published.itertuples():  # run_dir relative to dest, and the cell's files are there (no checkpoints)
+        assert r.run_dir.startswith("runs/")
+        run = dest / r.run_dir
+        assert (run / "metrics.json").is_file() and (run / "config.yaml").is_file()
+        assert (run / "eval" / f"epoch_{r.epoch:03d}.json").is_file() and not list(run.rglob("*.pt"))
+    for f in dest.rglob("*"):
+        if f.is_file() and f.suffix in (".json", ".yaml", ".md", ".csv", ".html"):
+            assert not absolute_paths(f.read_text()), f
+    cells = json.loads((dest / "cells.json").read_text())
+    assert len(cells) == 4 and all(c["finished"] for c in cells)
+    info = (dest / "run_info.md").read_text()
+    assert "| train |" in info and "cores" in info  # stage wall times and the machine, from jobs.jsonl
+    assert "Paired comparison" in (dest / "leaderboard" / "leaderboard.md").read_text() or \
+        "paired" in (dest / "leaderboard" / "leaderboard.md").read_text().lower()
+    capsys.readouterr()
+    assert main(["publish", f"sweep_dir={reference.name}", f"dest={reference.name}/inside"]) == 2
+    assert "inside the sweep folder" in capsys.readouterr().err
+    assert main(["publish", f"sweep_dir={dest.name}", "dest=elsewhere"]) == 2
+    assert "not a sweep's out_dir" in capsys.readouterr().err and not (base / "elsewhere").exists()

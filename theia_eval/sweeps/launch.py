@@ -58,19 +58,42 @@ def usable_start_method() -> None:
         mp.set_start_method("forkserver", force=True)
 
 
+JOURNAL = "jobs.jsonl"  # in the sweep's out_dir: one line per finished job (status, wall time, machine)
+
+
+def record_job(plan: Plan, result: dict, started: str) -> None:
+    """Append a job's outcome to <out_dir>/jobs.jsonl (one write of one line: safe with parallel jobs)."""
+    import json
+
+    from theia_eval.analysis.store import now
+    from theia_eval.provenance import machine
+
+    line = {**{k: v for k, v in result.items() if k in ("stage", "id", "status", "seconds", "error")},
+            "started_at": started, "finished_at": now(), "machine": machine(plan.threads)}
+    path = Path(plan.out_dir) / JOURNAL
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as f:
+        f.write(json.dumps(line, default=str) + "\n")
+
+
 def run_job(cfg: DictConfig) -> dict:
     """The Hydra task function: one stage job; exceptions become a 'failed' result."""
+    from theia_eval.analysis.store import now
     from theia_eval.sweeps.stages import run_stage_job
 
     usable_start_method()
     plan = load_plan(str(cfg.plan))
     job = plan.stage(str(cfg.stage))[int(cfg.job)]
+    started = now()
     try:
-        return run_stage_job(str(cfg.stage), job, plan)
+        result = run_stage_job(str(cfg.stage), job, plan)
     except Exception as exc:  # reported by the parent with the others; the traceback goes to the job log
         log.error("job %s %s failed:\n%s", cfg.stage, job.get("id"), traceback.format_exc())
-        return {"status": "failed", "stage": str(cfg.stage), "id": job.get("id"),
-                "error": f"{type(exc).__name__}: {exc}"}
+        result = {"status": "failed", "stage": str(cfg.stage), "id": job.get("id"),
+                  "error": f"{type(exc).__name__}: {exc}"}
+    if result.get("status") != "skipped":
+        record_job(plan, result, started)
+    return result
 
 
 def launcher_overrides(name: str, jobs: int, extra: Sequence[str]) -> list[str]:
