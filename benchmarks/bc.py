@@ -35,13 +35,13 @@ def memmap_embeddings(folder: Path, frames: int, shape: tuple[int, ...]) -> np.n
 
 
 def bench_head(head: str, emb: np.ndarray, frames: int, epochs: int, batch: int,
-               precision: str = "fp32") -> tuple[float, float]:
+               precision: str = "fp32", device: str = "cpu") -> tuple[float, float]:
     """(samples/s of train_bc, share of batch assembly) with FLARE windows, proprio 4, action 4."""
     lengths = [100] * (frames // 100)
     rng = np.random.default_rng(1)
     data = WindowDataset(emb, rng.standard_normal((frames, 4)), rng.standard_normal((frames, 4)), lengths,
                          head_input_kind(head), history=3, fusion="flare")
-    cfg = BCConfig(head=head, epochs=epochs, batch_size=batch, progress=False, precision=precision)
+    cfg = BCConfig(head=head, epochs=epochs, batch_size=batch, progress=False, precision=precision, device=device)
     loading = [0.0]
     get_batch = data.get_batch
 

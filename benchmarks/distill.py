@@ -73,14 +73,17 @@ def timed(fn, device, warmup: int, repeats: int) -> float:
     return statistics.median(times)
 
 
-def make_step(student: str, shapes: dict, batch: int, device: torch.device, amp, tuned: bool, compile_: bool):
-    """(step(targets16), model, fixed float16 targets): one training step on a fixed batch of uint8 images."""
+def make_step(student: str, shapes: dict, batch: int, device: torch.device, amp, tuned: bool, compile_: bool | str):
+    """(step(targets16), model, fixed float16 targets): one training step on a fixed batch of uint8 images.
+
+    compile_: False, True (torch.compile's default backend, inductor) or a backend name (e.g. "eager")."""
     torch.manual_seed(0)
     model = DistillModel(student_size(student), shapes).to(device)
     if tuned and device.type == "cuda":
         model.to(memory_format=torch.channels_last)
     opt = build_optimizer(model, 1e-4, 0.01, fused=tuned and device.type == "cuda")
-    fwd = torch.compile(model) if compile_ else model
+    fwd = (torch.compile(model, backend=compile_) if isinstance(compile_, str)
+           else torch.compile(model) if compile_ else model)
     images = torch.randint(0, 256, (batch, 3, 224, 224), dtype=torch.uint8, device=device)
     fixed = {k: torch.randn(batch, h, w, c, device=device).half() for k, (c, h, w) in shapes.items()}
     stds = {k: Standardizer(RunningStats(1, torch.zeros(c, dtype=torch.float64), torch.ones(c, dtype=torch.float64)))
@@ -107,17 +110,22 @@ def bench_cached(args, device, amp) -> list[dict]:
         variants = [("cpu", False, False)] + ([("cpu+compile", False, True)] if args.compile else [])
     for student in args.students:
         for name, tuned, comp in variants:
-            step, model, fixed = make_step(student, shapes, args.batch, device, amp, tuned, comp)
-            sec = timed(lambda: step(fixed), device, args.warmup, args.repeats)
-            peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
-            rows.append({"student": student, "variant": name, "teachers": args.teachers, "batch": args.batch,
-                         "img_s": round(args.batch / sec, 1), "ms_per_step": round(1000 * sec, 1),
-                         "params_m": round(sum(p.numel() for p in model.parameters()) / 1e6, 2),
-                         "peak_gib": None if peak is None else round(peak, 1)})
-            if device.type == "cuda":
-                torch.cuda.reset_peak_memory_stats(device)
-            del step, model, fixed
+            rows.append(bench_variant(student, shapes, args, device, amp, name, tuned, comp))
     return rows
+
+
+def bench_variant(student: str, shapes: dict, args, device, amp, name: str, tuned: bool, comp: bool | str) -> dict:
+    """One row of the cached-step table: median step time of one variant (args: teachers, batch, warmup, repeats)."""
+    step, model, fixed = make_step(student, shapes, args.batch, device, amp, tuned, comp)
+    sec = timed(lambda: step(fixed), device, args.warmup, args.repeats)
+    peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
+    row = {"student": student, "variant": name, "teachers": args.teachers, "batch": args.batch,
+           "img_s": round(args.batch / sec, 1), "ms_per_step": round(1000 * sec, 1),
+           "params_m": round(sum(p.numel() for p in model.parameters()) / 1e6, 2),
+           "peak_gib": None if peak is None else round(peak, 1)}
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    return row
 
 
 def synthetic_batch(batch: int, device: torch.device) -> Batch:

@@ -55,8 +55,10 @@ def hf_processor_path(enc, images: np.ndarray):
     return run
 
 
-def bench(name: str, batch: int, size: int, repeats: int, device: str, dtype: str) -> dict:
-    weights = "random" if name in RANDOM_OK else None
+def bench(name: str, batch: int, size: int, repeats: int, device: str, dtype: str, weights: str | None = "auto",
+          hf: bool = True) -> dict:
+    """bare / contract (/ HF-processor when hf) img/s of one encoder; weights "auto": random for RANDOM_OK, else default."""
+    weights = ("random" if name in RANDOM_OK else None) if weights == "auto" else weights
     enc = create_encoder(name, weights=weights, device=device, dtype=dtype, max_batch=batch)
     images = np.random.default_rng(0).integers(0, 256, (batch, size, size, 3), dtype=np.uint8)
     sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
@@ -69,10 +71,10 @@ def bench(name: str, batch: int, size: int, repeats: int, device: str, dtype: st
 
     t_bare = timed(bare, repeats, sync)
     t_contract = timed(lambda: enc(images), repeats, sync)
-    t_hf = timed(hf_processor_path(enc, images), repeats, sync)
+    t_hf = timed(hf_processor_path(enc, images), repeats, sync) if hf else None
     return {"encoder": name, "batch": batch, "image": size, "device": device, "dtype": dtype,
             "bare_img_s": batch / t_bare, "contract_img_s": batch / t_contract,
-            "hf_processor_img_s": batch / t_hf, "overhead_pct": 100 * (t_contract / t_bare - 1)}
+            "hf_processor_img_s": batch / t_hf if hf else None, "overhead_pct": 100 * (t_contract / t_bare - 1)}
 
 
 def main() -> None:

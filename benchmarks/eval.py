@@ -98,21 +98,39 @@ def main() -> None:
           "batched encode ms | per-env encode ms | overhead vs workers | overhead vs in-process |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for n in args.envs:
-        alone = workers_ms(render, n)
-        batched = median_ms(lambda: enc(frame[:n]), 10)
-        per_env = median_ms(lambda: [enc(frame[i:i + 1]) for i in range(n)], 10)
-        in_process = render_ms * n / min(n, os.cpu_count() or 1) + batched
-        for groups in args.groups:
-            if groups > n:
-                continue
-            cfg = EvalConfig(episodes=n, num_envs=n, groups=groups, horizon=args.steps, progress=False)
-            info = evaluate_policy(policy, enc, TASK, cfg, render, kind)
-            t = info["time_per_step"]
-            # wall time per lock-step of all n envs (the parent is never idle except while waiting: env_ms)
-            loop = t["env_ms"] + t["encode_ms"] + t["policy_ms"]
-            print(f"| {n} | {groups} | {loop:.1f} | {1000 * n / loop:.1f} | {t['env_ms']:.1f} | {t['encode_ms']:.1f} | "
-                  f"{t['policy_ms']:.1f} | {alone:.1f} | {batched:.1f} | {per_env:.1f} | "
-                  f"{100 * (loop / (alone + batched) - 1):+.0f}% | {100 * (loop / in_process - 1):+.0f}% |", flush=True)
+        for r in measure_envs(enc, policy, kind, render, n, args.groups, args.steps, render_ms, frame):
+            print(f"| {n} | {r['groups']} | {r['loop_ms']:.1f} | {r['env_steps_s']:.1f} | {r['env_ms']:.1f} | "
+                  f"{r['encode_ms']:.1f} | {r['policy_ms']:.1f} | {r['workers_alone_ms']:.1f} | "
+                  f"{r['batched_encode_ms']:.1f} | {r['per_env_encode_ms']:.1f} | {r['overhead_vs_workers_pct']:+.0f}% | "
+                  f"{r['overhead_vs_in_process_pct']:+.0f}% |", flush=True)
+
+
+def measure_envs(enc, policy, kind: str, render: RenderSpec, n: int, groups_list: list[int], steps: int,
+                 render_ms: float, frame: np.ndarray) -> list[dict]:
+    """One row per eval.groups value (<= n) for n envs: the loop's split per lock-step and its two baselines."""
+    def encode(frames: np.ndarray) -> None:
+        enc(frames)
+        if enc.device.type == "cuda":  # GPU work is asynchronous: time it to completion
+            torch.cuda.synchronize(enc.device)
+
+    alone = workers_ms(render, n)
+    batched = median_ms(lambda: encode(frame[:n]), 10)
+    per_env = median_ms(lambda: [encode(frame[i:i + 1]) for i in range(n)], 10)
+    in_process = render_ms * n / min(n, os.cpu_count() or 1) + batched
+    rows = []
+    for groups in groups_list:
+        if groups > n:
+            continue
+        cfg = EvalConfig(episodes=n, num_envs=n, groups=groups, horizon=steps, progress=False)
+        t = evaluate_policy(policy, enc, TASK, cfg, render, kind)["time_per_step"]
+        # wall time per lock-step of all n envs (the parent is never idle except while waiting: env_ms)
+        loop = t["env_ms"] + t["encode_ms"] + t["policy_ms"]
+        rows.append({"envs": n, "groups": groups, "loop_ms": loop, "env_steps_s": 1000 * n / loop,
+                     "env_ms": t["env_ms"], "encode_ms": t["encode_ms"], "policy_ms": t["policy_ms"],
+                     "workers_alone_ms": alone, "batched_encode_ms": batched, "per_env_encode_ms": per_env,
+                     "overhead_vs_workers_pct": 100 * (loop / (alone + batched) - 1),
+                     "overhead_vs_in_process_pct": 100 * (loop / in_process - 1)})
+    return rows
 
 
 def make_frames(render: RenderSpec, n: int) -> np.ndarray:

@@ -53,6 +53,15 @@ def test_tokens_summary_and_head_agree(lite0, photos):
     torch.testing.assert_close(lite0.classify(photos), lite0.head(out.summary))
 
 
+def test_folded_inference_network_gives_the_checkpoint_networks_map(lite0, photos):
+    x = lite0.preprocess(photos.permute(0, 3, 1, 2)).contiguous(memory_format=torch.channels_last)
+    with torch.inference_mode():
+        plain = lite0.net.features(x)  # the network in the checkpoint's layout: conv, BatchNorm, ReLU6
+        folded = lite0.folded(x)
+    torch.testing.assert_close(folded, plain, atol=2e-4, rtol=1e-4)
+    assert set(lite0.net.state_dict()) == set(efficientnet.EfficientNetLite().state_dict())  # layout untouched
+
+
 def test_same_padding_is_tensorflow_style():
     conv = SameConv2d(1, 1, 3, 2, bias=False)
     for size, pad in ((7, (1, 1, 1, 1)), (8, (0, 1, 0, 1))):  # TF: extra padding goes bottom/right

@@ -116,6 +116,12 @@ def split_seeds(seeds: list[int], sizes: list[int]) -> list[list[int]]:
     return out
 
 
+def policy_device(policy) -> torch.device:
+    """Where a policy's weights live (the CPU for policies without parameters)."""
+    first = next(iter(policy.parameters()), None) if hasattr(policy, "parameters") else None
+    return first.device if first is not None else torch.device("cpu")
+
+
 def _run_batch(venvs: list[VectorEnv], seeds: list[int], policy: BCPolicy, encoder: FrozenEncoder, kind: str,
                history: int, fusion: str, horizon: int, times: StepTimes, frames: list | None) -> list[dict]:
     """Run len(seeds) episodes to the horizon on one or more groups of lock-step workers.
@@ -123,7 +129,7 @@ def _run_batch(venvs: list[VectorEnv], seeds: list[int], policy: BCPolicy, encod
     Each group is stepped asynchronously: while group g's workers simulate and render step t, the parent
     encodes group g+1's frames of step t and runs its head. With one group this is the plain lock-step loop.
     """
-    device = next(policy.parameters()).device  # the head may live on a GPU; frames and actions stay on the host
+    device = policy_device(policy)  # the head may live on a GPU; frames and actions stay on the host
     t0 = time.perf_counter()
     groups = [_Group(v, s, history, fusion) for v, s in zip(venvs, split_seeds(seeds, [v.num_envs for v in venvs]))
               if s]
