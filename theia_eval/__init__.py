@@ -13,7 +13,7 @@ if "OMP_WAIT_POLICY" not in _os.environ:
     _os.environ.setdefault("GOMP_SPINCOUNT", "30000")
 
 __version__ = "0.1.0"
-__all__ = ["create_encoder", "list_encoders", "__version__"]
+__all__ = ["create_encoder", "list_encoders", "load_theia", "__version__"]
 
 
 def __getattr__(name: str):
@@ -22,4 +22,8 @@ def __getattr__(name: str):
         from theia_eval import encoders
 
         return getattr(encoders, name)
+    if name == "load_theia":
+        from theia_eval.encoders.theia_student import load_theia
+
+        return load_theia
     raise AttributeError(f"module 'theia_eval' has no attribute {name!r}")

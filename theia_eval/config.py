@@ -1,7 +1,14 @@
-"""Hydra config composition for CLI verbs: configs/ ships inside the package as theia_eval.configs."""
+"""Hydra config composition for CLI verbs: configs/ ships inside the package as theia_eval.configs.
+
+`compose` quotes the values of path keys for Hydra, composes, then checks every value against
+`theia_eval.schema` (types, ranges, paths) before the verb does any work or creates any file.
+"""
 from __future__ import annotations
 
+import argparse
+import json
 from pathlib import Path
+from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -15,27 +22,103 @@ def config_dir() -> Path:
     return Path(pkg.__path__[0])
 
 
-def split_args(argv: list[str]) -> tuple[list[str], list[str]]:
-    """Split CLI words into Hydra overrides (key=value) and the rest (flags, positionals)."""
-    overrides = [a for a in argv if "=" in a and not a.startswith("-")]
-    rest = [a for a in argv if a not in overrides]
+def _value_options(parser: argparse.ArgumentParser | None) -> dict[str, object]:
+    """Option strings of `parser` that take values, with their nargs."""
+    if parser is None:
+        return {}
+    return {s: a.nargs for a in parser._actions for s in a.option_strings if a.nargs != 0}
+
+
+def split_args(argv: list[str], parser: argparse.ArgumentParser | None = None) -> tuple[list[str], list[str]]:
+    """Split CLI words into Hydra overrides (key=value) and the rest (flags, their values, positionals).
+
+    With `parser`, the values of its options (`--image a=b.png`, `--info PATH...`) are never taken for
+    overrides, whatever characters they hold.
+    """
+    options = _value_options(parser)
+    overrides, rest, i = [], [], 0
+    while i < len(argv):
+        word = argv[i]
+        rest_or_override = rest if word.startswith("-") or "=" not in word else overrides
+        rest_or_override.append(word)
+        i += 1
+        if word in options:
+            nargs = options[word]
+            take = 1 if nargs in (None, "?") else len(argv) if nargs in ("+", "*", argparse.REMAINDER) else int(nargs)
+            while take and i < len(argv) and (not argv[i].startswith("-") or nargs == argparse.REMAINDER):
+                rest.append(argv[i])
+                i += 1
+                take -= 1
     return overrides, rest
 
 
-def compose(config_name: str, overrides: list[str] | None = None) -> DictConfig:
-    """Compose configs/<config_name>.yaml with key=value overrides, with errors that name the bad key."""
+def compose(config_name: str, overrides: list[str] | None = None, paths: bool = True) -> DictConfig:
+    """Compose configs/<config_name>.yaml with key=value overrides and check every value (theia_eval.schema).
+
+    paths=False skips the file-system checks (input paths exist, output paths writable): for configs that
+    are merged further before use.
+    """
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
+    from theia_eval.schema import check_config, check_paths, quote_overrides, unparsable
+
+    overrides = quote_overrides(config_name, list(overrides or []))
     try:
         with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
-            return hydra_compose(config_name=config_name, overrides=list(overrides or []))
+            cfg = hydra_compose(config_name=config_name, overrides=overrides)
     except (HydraException, OmegaConfBaseException) as exc:
-        raise InputError(f"bad config for '{config_name}': {exc}. "
+        problem = unparsable(overrides)
+        if problem is not None:
+            fix = f": {problem.fix}" if problem.fix else ""
+            raise InputError(f"cannot read the setting `{problem.override}` ({problem.error}). A value with spaces, "
+                             "commas, '=', brackets, quotes or non-ASCII characters must be quoted for Hydra, inside "
+                             f"shell quotes{fix}.") from exc
+        raise InputError(f"bad config for '{config_name}': {' '.join(str(exc).split())}. "
                          f"See `theia-eval {config_name} --help` for the valid keys.") from exc
+    try:
+        check_config(config_name, cfg)
+        if paths:
+            check_paths(config_name, cfg)
+    except OmegaConfBaseException as exc:  # e.g. an interpolation ${...} that names no key
+        raise InputError(f"bad config for '{config_name}': {' '.join(str(exc).split())}.") from exc
+    return cfg
 
 
 def to_yaml(cfg: DictConfig) -> str:
     return OmegaConf.to_yaml(cfg, resolve=True)
+
+
+def flat_leaves(cfg: Any, whole: frozenset[str] = frozenset(), prefix: str = "") -> dict[str, Any]:
+    """{dotted key: leaf value} of a nested dict; mappings named in `whole` stay one value."""
+    out = {}
+    for k, v in cfg.items():
+        if isinstance(v, dict) and f"{prefix}{k}" not in whole:
+            out.update(flat_leaves(v, whole, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def config_changes(stored: dict, new: dict, ignore: frozenset[str] = frozenset(),
+                   whole: frozenset[str] = frozenset()) -> dict[str, tuple]:
+    """{key: (stored, new)} of the settings both configs have that differ, except `ignore`d keys (and keys below
+    them). A key only one of them has is an option added or retired since: not a difference."""
+    a, b = flat_leaves(stored, whole), flat_leaves(new, whole)
+    canon = lambda v: json.dumps(v, sort_keys=True, default=str)  # noqa: E731
+    return {k: (a[k], b[k]) for k in sorted(set(a) & set(b))
+            if k not in ignore and not any(k.startswith(i + ".") for i in ignore) and canon(a[k]) != canon(b[k])}
+
+
+def load_config_file(path: str | Path, what: str = "config") -> dict:
+    """A YAML config file (e.g. a run directory's config.yaml) as a dict; a damaged one is an InputError."""
+    try:
+        stored = OmegaConf.to_container(OmegaConf.load(path))
+    except Exception as exc:  # noqa: BLE001  (yaml and OmegaConf raise many types)
+        raise InputError(f"{what} {path} cannot be read ({' '.join(str(exc).split())}): it is damaged. Use a new "
+                         "output folder, or delete that run directory.") from exc
+    if not isinstance(stored, dict):
+        raise InputError(f"{what} {path} is not a mapping of settings: it is damaged; delete that run directory.")
+    return stored

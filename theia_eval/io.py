@@ -1,9 +1,13 @@
-"""Small file helpers shared by every verb: atomic writes, JSON."""
+"""Small file helpers shared by every verb: atomic writes, JSON, leftovers of killed jobs, image files."""
 from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
+from typing import Any
+
+from theia_eval.errors import InputError
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:
@@ -11,9 +15,97 @@ def atomic_write_text(path: str | Path, text: str) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
 
 
 def atomic_write_json(path: str | Path, obj) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, default=str) + "\n")
+
+
+def read_json(path: str | Path, what: str = "file") -> Any:
+    """Parse a JSON file; a damaged one (e.g. cut short by a killed job) is an InputError that names it."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InputError(f"{what} {path} is not valid JSON ({exc}): it was damaged, e.g. by a killed job or an "
+                         "edit. Delete it (it is written again) or restore it, then run again.") from exc
+
+
+# --- leftovers of killed jobs ----------------------------------------------------------------------
+# temporary names used by atomic writers here: .<name>.<pid>.tmp, .<name>.<pid>.<hex8>.tmp, .<name>.tmp-<pid>
+_TEMP_NAME = re.compile(r"^\..+?(?:\.(?P<a>\d+)(?:\.[0-9a-f]{8})?\.tmp|\.tmp-(?P<b>\d+))$")
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this id runs on this machine."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_temp_files(folder: str | Path) -> list[Path]:
+    """Delete temporary files that killed processes of this machine left in `folder` (not recursive)."""
+    folder, removed = Path(folder), []
+    if not folder.is_dir():
+        return removed
+    for p in folder.iterdir():
+        m = _TEMP_NAME.match(p.name)
+        if m and p.is_file() and not pid_alive(int(m.group("a") or m.group("b"))):
+            p.unlink(missing_ok=True)
+            removed.append(p)
+    return removed
+
+
+# --- image files -----------------------------------------------------------------------------------
+def image_to_rgb8(image, where: str):
+    """A PIL image as (H, W, 3) uint8: 16-bit images are scaled (65535 -> 255), not wrapped or clipped;
+    float or other high-bit-depth images are refused."""
+    import numpy as np
+
+    mode = image.mode
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+        raw = np.asarray(image)
+        if raw.dtype.kind not in "iu" or (raw.size and (raw.min() < 0 or raw.max() > 65535)):
+            raise InputError(f"{where} is a {mode} image with values outside 0..65535; convert it to 8-bit RGB.")
+        grey = ((raw.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
+        return np.ascontiguousarray(np.repeat(grey[..., None], 3, axis=-1))
+    if mode in ("F",) or mode.startswith("I;") or mode.startswith("BGR"):
+        raise InputError(f"{where} is a {mode} image (floating point or unusual bit depth); convert it to 8-bit "
+                         "RGB (e.g. PNG or JPEG).")
+    return np.ascontiguousarray(np.asarray(image.convert("RGB")))
+
+
+def decode_image(data: bytes, where: str):
+    """Encoded image bytes (png, jpg, webp, ...) -> (H, W, 3) uint8; InputError when they are not an image."""
+    import io
+
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            im.load()
+            return image_to_rgb8(im, where)
+    except UnidentifiedImageError as exc:
+        raise InputError(f"{where} is not an image file (no known image format): remove it from the images or "
+                         "replace it with a png/jpg.") from exc
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise InputError(f"cannot decode image {where} ({exc}); the file is corrupt or cut short: replace it or "
+                         "remove it from the images.") from exc
+
+
+def read_image(path: str | Path):
+    """An image file as (H, W, 3) uint8 (see `image_to_rgb8`)."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"image file not found: {path}. Pass an existing image file (png, jpg, ...).")
+    return decode_image(path.read_bytes(), str(path))

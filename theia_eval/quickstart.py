@@ -22,7 +22,7 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from theia_eval.config import compose, split_args
-from theia_eval.io import atomic_write_json, atomic_write_text
+from theia_eval.io import atomic_write_json, atomic_write_text, read_json
 from theia_eval.provenance import machine, machine_line
 
 
@@ -32,7 +32,8 @@ def sweep_config(cfg: DictConfig) -> DictConfig:
     return compose("sweep", [f"sweep={cfg.grid}", f"out_dir={work}", f"store={work / 'results.sqlite'}",
                              f"demos_dir={work / 'demos'}", f"cache_dir={work / 'cache'}",
                              f"students_dir={work / 'students'}", "launcher=sequential", f"device={cfg.device}",
-                             f"threads={cfg.threads}", f"embed_batch={cfg.embed_batch}", "leaderboard=false",
+                             f"threads={'null' if cfg.threads is None else cfg.threads}",
+                             f"embed_batch={cfg.embed_batch}", "leaderboard=false",
                              *cfg.sweep_overrides])
 
 
@@ -52,7 +53,7 @@ def stage_seconds(report) -> dict[str, float]:
 def write_run_info(out: Path, info: dict) -> None:
     """run_info.json keeps every run (newest last); run_info.md shows them with the machine of each."""
     path = out / "run_info.json"
-    runs = json.loads(path.read_text()).get("runs", []) if path.is_file() else []
+    runs = read_json(path, "the quickstart run record").get("runs", []) if path.is_file() else []
     runs.append(info)
     lines = ["# Quickstart runs", "", "Protocol: REDUCED (see the deviations in leaderboard.md); not CortexBench "
              "numbers.", "", "| finished | command | machine | wall time (s) | stages (s) | cells run / reused |",
@@ -69,11 +70,11 @@ def run(argv: list[str]) -> int:
     from theia_eval.analysis.store import now
     from theia_eval.sweeps.commands import run_sweep
 
-    overrides, rest = split_args(argv)
-    argparse.ArgumentParser(prog="theia-eval quickstart", description=__doc__,
-                            formatter_class=argparse.RawDescriptionHelpFormatter,
-                            epilog="Config keys: configs/quickstart.yaml; the grid: configs/sweep/quickstart.yaml"
-                            ).parse_args(rest)
+    parser = argparse.ArgumentParser(prog="theia-eval quickstart", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     epilog="Config keys: configs/quickstart.yaml; the grid: configs/sweep/quickstart.yaml")
+    overrides, rest = split_args(argv, parser)
+    parser.parse_args(rest)
     t0 = time.perf_counter()
     cfg = compose("quickstart", overrides)
     out = Path(cfg.out_dir)

@@ -137,7 +137,7 @@ def test_entropy_bad_inputs(tmp_path, capsys, monkeypatch):
     assert main(["entropy", "encoders=[pixels]", "images=movies:/x", f"out_dir={tmp_path}"]) == 2
     assert "unknown image source 'movies'" in capsys.readouterr().err
     assert main(["entropy", "encoders=[pixels]", "token_set=cls", f"out_dir={tmp_path}"]) == 2
-    assert "unknown token set" in capsys.readouterr().err
+    assert "token_set must be one of all, interior" in capsys.readouterr().err
     with pytest.raises(InputError, match="no demo files"):
         load_images(f"demos:{tmp_path}", 4)
 

@@ -13,8 +13,8 @@ def teacher_list(tiny: dict[str, Path]) -> str:
 
 
 def distill_cfg(run_dir: Path, data: Path, *overrides: str):
-    """A composed distill config for a fast CPU run."""
-    base = [f"run_dir={run_dir}", f"data={data}", "student=nano", "device=cpu", "train.num_workers=0",
+    """A composed distill config for a fast CPU run (float32: amp=auto would pick bf16 on CPUs with AMX only)."""
+    base = [f"run_dir={run_dir}", f"data={data}", "student=nano", "device=cpu", "train.amp=off", "train.num_workers=0",
             "train.progress=false", "train.batch_size=8", "train.steps=6", "train.log_every=1", "train.val_every=100",
             "train.ckpt_every=100", "train.base_lr=0.25", "shard_size=12", "val_fraction=0.15", "extract_batch=16"]
     return compose("distill", base + list(overrides))

@@ -16,7 +16,7 @@ def test_two_gloo_processes_match_one(frameset, tmp_path):
     # the 2-process run extracts its own cache (shards split across ranks) and trains with 4 images per rank
     overrides = [f"{k}={v}" for k, v in distill_cfg(two, frameset, TEACHERS, "train.steps=3").items()
                  if k in ("run_dir", "data", "student", "device", "shard_size", "val_fraction", "extract_batch")]
-    overrides += [TEACHERS, "train.steps=3", "train.batch_size=8", "train.num_workers=0", "train.progress=false",
+    overrides += [TEACHERS, "train.amp=off", "train.steps=3", "train.batch_size=8", "train.num_workers=0", "train.progress=false",
                   "train.log_every=1", "train.val_every=100", "train.ckpt_every=100", "train.base_lr=0.25",
                   f"cache_dir={tmp_path / 'cache2'}"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}

@@ -62,8 +62,12 @@ def test_resume_continues_exactly(frameset, tiny_teachers, tmp_path):
     stopped = run_distillation(distill_cfg(parts, frameset, teachers, "train.stop_at=3"))
     assert stopped["stopped_at"] == 3 and stopped["steps_done"] == 3
     assert "3 of 6 (stopped early" in (parts / "export" / "CARD.md").read_text()
+    with open(parts / "metrics.jsonl", "a") as log:  # a kill after logging step 4 but before its checkpoint
+        log.write(json.dumps({"step": 4, "loss": 99.0}) + "\n" + '{"step": 5, "lo')
     resumed = run_distillation(distill_cfg(parts, frameset, teachers))
     assert resumed["resumed_from"] == 3
+    steps = [r["step"] for r in train_records(parts)]
+    assert steps == sorted(set(steps)) == list(range(1, 7))  # no record twice, the dead run's step 4 gone
     a, b = final_state(full), final_state(parts)
     assert a["step"] == b["step"] == 6
     for k in a["model"]:

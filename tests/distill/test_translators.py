@@ -25,7 +25,18 @@ def test_lconv_64_grows_through_31():
     assert head(torch.randn(2, 196, 16)).shape == (2, 64 * 64, 8)
 
 
-@pytest.mark.parametrize("target", [(1280, 7, 7), (5, 37, 37), (12, 4, 9)])
+def test_lconv_7_is_the_reference_layout():
+    head = build_head("auto", (24, 14, 14), (1280, 7, 7))
+    assert head.kind == "lconv"
+    shapes = {k: tuple(v.shape) for k, v in head.state_dict().items()}
+    assert shapes == {"adapter.0.weight": (24, 14, 14), "adapter.0.bias": (24, 14, 14),
+                      "adapter.1.weight": (24, 24, 4, 4), "adapter.1.bias": (24,),  # Conv4x4/2: 14 -> 7
+                      "adapter.3.weight": (24, 7, 7), "adapter.3.bias": (24, 7, 7),
+                      "adapter.5.weight": (1280, 24), "adapter.5.bias": (1280,)}
+    assert head(torch.randn(3, 196, 24)).shape == (3, 49, 1280)
+
+
+@pytest.mark.parametrize("target", [(5, 37, 37), (12, 4, 9), (8, 8, 8)])
 def test_general_head_maps_to_any_grid(target):
     head = build_head("auto", (24, 14, 14), target)
     assert head.kind == "general"
@@ -35,7 +46,7 @@ def test_general_head_maps_to_any_grid(target):
 
 def test_lconv_refuses_unsupported_grid_and_unknown_kind():
     with pytest.raises(InputError, match="translator=auto or general"):
-        lconv_head((24, 14, 14), (8, 7, 7))
+        lconv_head((24, 14, 14), (8, 37, 37))
     with pytest.raises(InputError, match="unknown translator"):
         build_head("mlp", (24, 14, 14), (8, 16, 16))
 

@@ -43,7 +43,7 @@ def test_demos_collect_then_info(tmp_path, capsys):
 
 def test_demos_bad_input(tmp_path, capsys):
     assert main(["demos", "suite=cortexbench-metaworld", "num_demos=0"]) == 2
-    assert "num_demos must be >= 1" in capsys.readouterr().err
+    assert "num_demos=0 is not allowed: num_demos must be an integer >= 1" in capsys.readouterr().err
     assert main(["demos", "task=metaworld/hamer"]) == 2
     assert "Did you mean: metaworld/hammer" in capsys.readouterr().err
     assert main(["demos", "num_demos=2"]) == 2

@@ -130,6 +130,23 @@ def test_dimension_mismatches_raise(tmp_path, data, make_data):
     train_bc(other, config(epochs=1), tmp_path, resume=False)  # explicit fresh start overwrites
 
 
+def test_checkpoint_of_another_run_or_program_is_refused(tmp_path, data):
+    run = {"task": "metaworld/drawer-open", "encoder": "pixels", "kind": "summary", "demos": "hdf5:abc"}
+    train_bc(data, config(epochs=1), tmp_path, run=run)
+    assert load_checkpoint(tmp_path / "last.pt")["run"] == run
+    train_bc(data, config(epochs=2), tmp_path, run=run)  # its own run resumes
+    with pytest.raises(CheckpointMismatchError, match="belongs to another run .*'task': .*window-open"):
+        train_bc(data, config(epochs=3), tmp_path, run={**run, "task": "metaworld/window-open"})
+    with pytest.raises(CheckpointMismatchError, match="belongs to another run .*'demos'"):
+        train_bc(data, config(epochs=3), tmp_path, run={**run, "demos": "hdf5:other"})
+    (tmp_path / "text.pt").write_text("not a checkpoint")
+    with pytest.raises(CheckpointMismatchError, match="cannot be read as a theia-eval policy checkpoint"):
+        load_checkpoint(tmp_path / "text.pt")
+    torch.save({"step": 3, "model": {}}, tmp_path / "distill.pt")  # another program's checkpoint
+    with pytest.raises(CheckpointMismatchError, match="is not a theia-eval policy checkpoint .*missing"):
+        load_policy(tmp_path / "distill.pt")
+
+
 def test_empty_and_tiny_datasets_raise(data):
     with pytest.raises(InputError, match="no frames"):
         WindowDataset(np.zeros((0, 4), np.float16), np.zeros((0, 2)), np.zeros((0, 0)), [], "summary")

@@ -116,7 +116,7 @@ def test_truncated_or_corrupted_cache_is_detected_and_rebuilt(tmp_path, pixels):
     del cache
     emb_file = path / "embeddings.npy"
     emb_file.write_bytes(emb_file.read_bytes()[:-100])
-    with pytest.raises(InputError, match="unreadable or incomplete.*truncated"):
+    with pytest.raises(InputError, match="unreadable, incomplete or corrupted.*truncated"):
         EmbeddingCache.open(path)
     enc = Counting(pixels)
     rebuilt = get_or_build_cache(enc, ArrayDemoSource(demos), tmp_path, "tokens", progress=False)
@@ -127,15 +127,43 @@ def test_truncated_or_corrupted_cache_is_detected_and_rebuilt(tmp_path, pixels):
     enc = Counting(pixels)
     get_or_build_cache(enc, ArrayDemoSource(demos), tmp_path, "tokens", progress=False)
     assert sum(enc.batches) == 16
-    raw = bytearray(emb_file.read_bytes())  # same size, one flipped byte: only verify=True can tell
+    raw = bytearray(emb_file.read_bytes())  # same size, one flipped byte: the chunk checksums tell, by default
     raw[-1] ^= 0xFF
     emb_file.write_bytes(bytes(raw))
-    EmbeddingCache.open(path)
-    with pytest.raises(InputError, match="sha256"):
-        EmbeddingCache.open(path, verify=True)
+    EmbeddingCache.open(path, verify=False)  # sizes and shapes only
+    with pytest.raises(InputError, match="checksums in the manifest at bytes 0-"):
+        EmbeddingCache.open(path)
     enc = Counting(pixels)
-    get_or_build_cache(enc, ArrayDemoSource(demos), tmp_path, "tokens", progress=False, verify=True)
+    get_or_build_cache(enc, ArrayDemoSource(demos), tmp_path, "tokens", progress=False)
     assert sum(enc.batches) == 16
+
+
+def test_cache_without_chunk_checksums_is_verified_by_sha256(tmp_path, pixels):
+    """Caches written before the per-chunk checksums still open, and their corruption is still found."""
+    cache = get_or_build_cache(Counting(pixels), ArrayDemoSource(make_demos()), tmp_path, "summary", progress=False)
+    manifest = json.loads((cache.path / "manifest.json").read_text())
+    assert set(manifest["chunks"]) == {"embeddings.npy", "actions.npy", "proprio.npy"}
+    del manifest["chunks"]
+    (cache.path / "manifest.json").write_text(json.dumps(manifest))
+    EmbeddingCache.open(cache.path)
+    actions = cache.path / "actions.npy"
+    raw = bytearray(actions.read_bytes())
+    raw[-1] ^= 0x01
+    actions.write_bytes(bytes(raw))
+    with pytest.raises(InputError, match="sha256"):
+        EmbeddingCache.open(cache.path)
+
+
+def test_temporary_folder_of_a_killed_build_is_removed(tmp_path, pixels):
+    cache = get_or_build_cache(Counting(pixels), ArrayDemoSource(make_demos()), tmp_path, "tokens", progress=False)
+    mine = cache.path.parent / f".{cache.path.name}.tmp-999999-0123abcd"  # left by a killed build of this cache
+    other = cache.path.parent / ".0123456789abcdef0123.tmp-999998-89abcdef"  # ... and of another cache
+    for tmp in (mine, other):
+        tmp.mkdir()
+        (tmp / "embeddings.npy").write_bytes(b"\0" * 1000)
+    enc = Counting(pixels)
+    get_or_build_cache(enc, ArrayDemoSource(make_demos()), tmp_path, "tokens", progress=False)
+    assert enc.batches == [] and not mine.exists() and not other.exists()
 
 
 def test_hdf5_source_reads_the_robomimic_layout_and_splits(tmp_path, pixels):

@@ -185,8 +185,9 @@ def claims_html(page: HtmlPage, data: dict) -> None:
 
 def leaderboard(argv: list[str]) -> int:
     """`theia-eval leaderboard results=PATH [out_dir=DIR] [sweep=NAME] [claims=NAME|PATH]`."""
-    overrides, rest = split_args(argv)
-    _parser("leaderboard", leaderboard.__doc__ + "\n\n" + __doc__).parse_args(rest)
+    parser = _parser("leaderboard", leaderboard.__doc__ + "\n\n" + __doc__)
+    overrides, rest = split_args(argv, parser)
+    parser.parse_args(rest)
     cfg = compose("leaderboard", overrides)
     if not cfg.results:
         raise InputError("pass results=PATH: a results store (.sqlite) written by `theia-eval sweep`, or its "
@@ -291,7 +292,14 @@ def compute_entropy(cfg: DictConfig, echo=print) -> dict:
 
 
 def read_json(path: Path) -> dict:
-    return json.loads(path.read_text()) if path.is_file() else {}
+    """A JSON record of an output folder ({} when absent); a damaged one is an InputError that names it."""
+    if not path.is_file():
+        return {}
+    try:
+        return json.loads(path.read_text())
+    except ValueError as exc:
+        raise InputError(f"{path} is not valid JSON ({exc}): it was damaged, e.g. by a killed job. Delete it (it is "
+                         "written again) and run again.") from exc
 
 
 def entropy_plots(report: dict, out_dir: Path) -> dict[str, Path]:
@@ -337,8 +345,9 @@ def write_entropy(cfg: DictConfig, echo=print) -> dict[str, Path]:
 
 def entropy(argv: list[str]) -> int:
     """`theia-eval entropy encoders=[...]|results images=demos:DIR|skimage|folder:DIR [results=PATH]`."""
-    overrides, rest = split_args(argv)
-    _parser("entropy", entropy.__doc__ + "\n\n" + __doc__).parse_args(rest)
+    parser = _parser("entropy", entropy.__doc__ + "\n\n" + __doc__)
+    overrides, rest = split_args(argv, parser)
+    parser.parse_args(rest)
     cfg = compose("entropy", overrides)
     paths = write_entropy(cfg)
     print(paths["md"].read_text())

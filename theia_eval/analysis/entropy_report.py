@@ -75,12 +75,14 @@ def skimage_images(arg: str, count: int) -> Images:
 
 def folder_images(arg: str, count: int) -> Images:
     """The first `count` .png/.jpg files of a folder (sorted by name), as RGB."""
-    from PIL import Image
+    from theia_eval.io import read_image  # 16-bit images scaled, non-images refused by name
 
+    if not Path(arg).is_dir():
+        raise InputError(f"images=folder:{arg}: no such folder.")
     files = sorted(p for p in Path(arg).iterdir() if p.suffix.lower() in IMAGE_EXTS)[:count]
     if not files:
         raise InputError(f"no .png/.jpg images in {arg}.")
-    arrays = [np.asarray(Image.open(p).convert("RGB")) for p in files]
+    arrays = [read_image(p) for p in files]
     if len({a.shape for a in arrays}) > 1:
         raise InputError(f"images in {arg} have different sizes {sorted({a.shape for a in arrays})}; "
                          "resize them to one size first.")

@@ -11,7 +11,7 @@ from theia_eval.errors import InputError
 
 LAST = "last.pt"
 RESUME_KEYS = ("student", "image_size", "teachers", "translator", "batch_size", "steps", "data_fingerprint", "seed",
-               "targets")
+               "targets", "lr_decay")  # lr_decay: absent (None) for the reference's constant schedule
 
 
 def save_checkpoint(directory: Path, state: dict) -> Path:

@@ -25,12 +25,18 @@ def run_dir_default(cfg: DictConfig) -> str:
 
 
 def ensure_frames(cfg: DictConfig, progress: bool) -> None:
-    """Render the frame set that data=frames:SUITE names when it does not exist yet (single process only)."""
+    """Render the frame sets that data=frames:SUITE (or a list holding such specs) names when they do not
+    exist yet (single process only)."""
+    data = cfg.data
+    for spec in (data if OmegaConf.is_list(data) or isinstance(data, list) else [data]):
+        ensure_frameset(cfg, spec, progress)
+
+
+def ensure_frameset(cfg: DictConfig, data, progress: bool) -> None:
     from theia_eval.distill.frames import FrameSettings, render_frameset
     from theia_eval.distill.framesets import MANIFEST
     from theia_eval.distill.sources import frameset_dir
 
-    data = cfg.data
     if not isinstance(data, str) or not data.startswith("frames:") or "/" in data:
         return
     suite = data.split(":", 1)[1]
@@ -42,6 +48,32 @@ def ensure_frames(cfg: DictConfig, progress: bool) -> None:
     settings = FrameSettings(**{**OmegaConf.to_container(cfg.frames, resolve=True), "suite": suite, "out": None})
     print(f"rendering the {suite} frame set ({settings.num_frames} frames) to {settings.out_dir()} ...", file=sys.stderr)
     render_frameset(settings, progress)
+
+
+# settings that may change when a run resumes (they do not change the student it trains)
+RESUMABLE = frozenset({"run_dir", "device", "resume", "cache_dir", "extract_batch", "threads", "export", "frames",
+                       "train.progress", "train.num_workers", "train.log_every", "train.tensorboard", "train.stop_at",
+                       "train.export_at", "train.val_every", "train.ckpt_every", "train.compile", "train.attention"})
+
+
+def check_run_dir(cfg: DictConfig) -> None:
+    """A run directory that holds a run with other settings is refused (resume=true): its checkpoint, export and
+    logs belong to those settings."""
+    from pathlib import Path
+
+    from theia_eval.config import config_changes, load_config_file
+
+    stored = Path(cfg.run_dir).expanduser() / "config.yaml"
+    if not cfg.resume or not stored.is_file():
+        return
+    changes = config_changes(load_config_file(stored, "the run config"), OmegaConf.to_container(cfg, resolve=True),
+                             RESUMABLE, frozenset({"teacher_weights"}))
+    if changes:
+        state = "a finished run" if (stored.parent / "summary.json").is_file() else "a started run"
+        listed = "; ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in list(changes.items())[:8])
+        raise InputError(f"run_dir {stored.parent} holds {state} with other settings ({listed}). Use a new "
+                         "run_dir=DIR, or resume=false to train it again from scratch (its checkpoint and export "
+                         "are replaced).")
 
 
 def _distill_parser() -> argparse.ArgumentParser:
@@ -60,14 +92,16 @@ def distill(argv: list[str]) -> int:
     """Train a student; prints the summary (rank 0) and the export path."""
     from theia_eval.distill.train import run_distillation
 
-    overrides, rest = split_args(argv)
-    args = _distill_parser().parse_args(rest)
+    parser = _distill_parser()
+    overrides, rest = split_args(argv, parser)
+    args = parser.parse_args(rest)
     cfg = compose("distill", overrides)
     if cfg.run_dir is None:
         cfg.run_dir = run_dir_default(cfg)
     if args.print_config:
         print(to_yaml(cfg))
         return 0
+    check_run_dir(cfg)
     ensure_frames(cfg, bool(cfg.train.progress))
     summary = run_distillation(cfg, command=" ".join(["theia-eval", "distill", *argv]))
     if int(os.environ.get("RANK", "0")) == 0:
@@ -93,18 +127,58 @@ def format_summary(s: dict) -> str:
 def _frames_parser() -> argparse.ArgumentParser:
     return argparse.ArgumentParser(
         prog="theia-eval frames", description="Render a simulator frame set (RGB + depth + segmentation).",
-        epilog="Config keys (key=value; see configs/frames.yaml): suite=metaworld num_frames=N "
-               "cameras=[top_cap2,corner] resolution=224 preset=fast|full expert_fraction=0.6 out=DIR.")
+        epilog="Config keys (key=value; see configs/frames.yaml): suite=metaworld|dmc|adroit|SUITE num_frames=N "
+               "tasks=[PATTERN,...] exclude_tasks=[PATTERN,...] cameras=[top_cap2,corner] resolution=224 "
+               "preset=fast|full expert_fraction=0.6 out=DIR. Videos: video=FILE|DIR every=N shard_size=M "
+               "resolution=224 out=DIR (webdataset tar shards for data=tar:DIR).")
 
 
 def frames(argv: list[str]) -> int:
     """Render a frame set and print where it went."""
     from theia_eval.distill.frames import FrameSettings, render_frameset
 
-    overrides, rest = split_args(argv)
-    _frames_parser().parse_args(rest)
+    parser = _frames_parser()
+    overrides, rest = split_args(argv, parser)
+    parser.parse_args(rest)
+    video, overrides = take_words(overrides, ("video", "every"))
     cfg = compose("frames", overrides)
+    if video:
+        return video_frames_command(video, OmegaConf.to_container(cfg, resolve=True))
     report = render_frameset(FrameSettings(**OmegaConf.to_container(cfg, resolve=True)))
     print(f"rendered {report['frames']} frames ({report['episodes']} episodes, {report['ms_per_frame']} ms/frame) "
           f"to {report['path']}")
+    return 0
+
+
+def take_words(overrides: list[str], keys: tuple[str, ...]) -> tuple[dict[str, str], list[str]]:
+    """Pull `key=value` words for `keys` out of the overrides (options of the verb, not of frames.yaml)."""
+    found, rest = {}, []
+    for word in overrides:
+        key, sep, value = word.partition("=")
+        if sep and key in keys:
+            found[key] = value
+        else:
+            rest.append(word)
+    if "every" in found and "video" not in found:
+        raise InputError("every= applies to videos only; pass video=FILE|DIR with it.")
+    return found, rest
+
+
+def video_frames_command(video: dict[str, str], values: dict) -> int:
+    """`frames video=... every=N`: every N-th frame of each video to webdataset tar shards (distill data=tar:DIR)."""
+    from pathlib import Path
+
+    from theia_eval.distill.sources import data_root
+    from theia_eval.distill.video import VideoFrameSettings, video_frames
+
+    try:
+        every = int(video.get("every", VideoFrameSettings.every))
+    except ValueError as exc:
+        raise InputError(f"every={video['every']} is not an integer; pass every=N (keep every N-th frame).") from exc
+    out = values.get("out") or data_root() / "video-frames" / Path(video["video"]).stem
+    settings = VideoFrameSettings(every=every, shard_size=int(values["shard_size"]),
+                                  resolution=int(values["resolution"]))
+    s = video_frames(video["video"], out, settings)
+    print(f"{s['frames']} frames of {s['videos']} video(s) ({s['skipped']} already done) in {s['shards']} shard(s) "
+          f"at {settings.resolution}x{settings.resolution} to {s['out']}  (distill data=tar:{s['out']})")
     return 0

@@ -8,6 +8,7 @@ on any number of processes see exactly the same global batches.
 """
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 
 import numpy as np
@@ -54,14 +55,48 @@ def key_unit(key: str) -> float:
     return int.from_bytes(hashlib.sha1(key.encode()).digest()[:8], "big") / 2.0**64
 
 
-def split_indices(keys: list[str], val_fraction: float) -> tuple[np.ndarray, np.ndarray]:
-    """(train, val) indices: a sample is held out when key_unit(key) < val_fraction (independent of order)."""
-    if not 0.0 <= val_fraction < 1.0:
-        raise InputError(f"val_fraction must be in [0, 1), got {val_fraction}.")
-    held = np.array([key_unit(k) < val_fraction for k in keys], dtype=bool)
+def expand_task_patterns(patterns: list[str]) -> list[str]:
+    """Held-out task patterns with suite names (cortexbench-dmc, ...) replaced by their task names."""
+    out = []
+    for p in patterns:
+        if "/" not in p and not any(c in p for c in "*?["):
+            from theia_eval.envs import get_suite, list_suites
+
+            if p not in list_suites():
+                raise InputError(f"val_tasks entry '{p}' is neither a task pattern (family/task, globs allowed, "
+                                 f"e.g. dmc/walker-*) nor a suite ({', '.join(list_suites())}).")
+            out += list(get_suite(p).tasks)
+        else:
+            out.append(p)
+    return out
+
+
+def key_in_tasks(key: str, patterns: list[str]) -> bool:
+    """Whether a sample key belongs to one of the tasks: the key is `<task>/...` (frame sets) or the task itself."""
+    return any(fnmatch.fnmatchcase(key, p) or fnmatch.fnmatchcase(key, p + "/*") for p in patterns)
+
+
+def split_indices(keys: list[str], val_fraction: float, val_tasks=None) -> tuple[np.ndarray, np.ndarray]:
+    """(train, val) indices, independent of order.
+
+    val_tasks null: a sample is held out when key_unit(key) < val_fraction (a hash of its key).
+    val_tasks given (task patterns or suite names): exactly the samples of those tasks are held out (so the
+    held-out cosine measures tasks the student never trained on) and val_fraction is not used."""
+    if val_tasks:
+        patterns = expand_task_patterns([str(p) for p in ([val_tasks] if isinstance(val_tasks, str) else val_tasks)])
+        held = np.array([key_in_tasks(k, patterns) for k in keys], dtype=bool)
+        rule = f"val_tasks={list(val_tasks) if not isinstance(val_tasks, str) else val_tasks}"
+        if not held.any():
+            raise InputError(f"{rule} matches none of the {len(keys)} sample keys (they look like '{keys[0]}'); "
+                             "name tasks as the keys start, e.g. metaworld/assembly or dmc/walker-*.")
+    else:
+        if not 0.0 <= val_fraction < 1.0:
+            raise InputError(f"val_fraction must be in [0, 1), got {val_fraction}.")
+        held = np.array([key_unit(k) < val_fraction for k in keys], dtype=bool)
+        rule = f"val_fraction={val_fraction}"
     train, val = np.flatnonzero(~held), np.flatnonzero(held)
     if len(train) == 0:
-        raise InputError(f"no training images left after holding out val_fraction={val_fraction} of {len(keys)}.")
+        raise InputError(f"no training images left after holding out {rule} of {len(keys)}.")
     return train, val
 
 

@@ -2,16 +2,20 @@
 
 export/
   model.safetensors   backbone.model.* + translator.translator_heads.<teacher id>.* (official key names)
-  config.json         architecture, teacher ids, and the run's metadata (teachers, data, steps, fit)
-  stats/              per-teacher mean/std of the standardised targets (to decode translator outputs)
+  config.json         architecture, teacher ids, each head's layout and feature statistics, the run's metadata
+                      (teachers, data, steps, fit), and the AutoModel fields (model_type, auto_map)
+  modeling_theia.py   self-contained modeling code: AutoModel.from_pretrained(export, trust_remote_code=True)
+  feature_stats/      per-teacher mean/std of the targets in the reference layout (imagenet_mean_<id>.npy,
+                      imagenet_var_<id>.npy holding the std), to turn translator outputs into teacher features
   CARD.md             the exact command, data, steps, wall time and per-teacher fit
-The directory loads at once with create_encoder("theia", weights=RUN_DIR) (or weights=RUN_DIR/export).
+The directory loads with theia_eval.load_theia(RUN_DIR) (translators included), with
+create_encoder("theia", weights=RUN_DIR) (the backbone as an encoder), and with transformers' AutoModel.
 """
 from __future__ import annotations
 
 from pathlib import Path
 
-from theia_eval.distill.stats import RunningStats, save_stats
+from theia_eval.distill.stats import RunningStats
 from theia_eval.io import atomic_write_text
 
 META_KEYS = ("command", "student", "image_size", "params_m", "targets", "data", "images", "train_images",
@@ -25,9 +29,9 @@ def export_run(model, path: Path, summary: dict, stats: dict[str, RunningStats])
     meta = {k: summary.get(k) for k in META_KEYS}
     meta["teachers"] = [{k: t[k] for k in ("name", "id", "grid", "dim", "weights")} for t in summary["teachers"]]
     heads = dict(model.translator.translator_heads.items())
-    export_theia(model.backbone, path, translators=heads, metadata=meta)
-    for tid, s in stats.items():
-        save_stats(path / "stats", tid, s)
+    export_theia(model.backbone, path, translators=heads, metadata=meta,
+                 feature_stats={tid: (s.mean, s.std) for tid, s in stats.items()},
+                 min_std=float(summary.get("min_std", 1e-4)))
     atomic_write_text(path / "CARD.md", card(summary))
     return path
 
@@ -49,6 +53,8 @@ def fit_rows(summary: dict) -> list[str]:
 def steps_line(summary: dict) -> str:
     """'N' for a finished run, 'N of M (stopped early; ...)' for one stopped with train.stop_at."""
     done = summary.get("steps_done", summary["steps"])
+    if summary.get("export_step") is not None and done < summary["steps"]:
+        return f"{done} of {summary['steps']} (an intermediate export of the run: train.export_at)"
     if done >= summary["steps"]:
         return str(summary["steps"])
     return f"{done} of {summary['steps']} (stopped early; rerunning the command resumes and finishes)"
@@ -60,14 +66,19 @@ def card(summary: dict) -> str:
         f"# Theia student: {summary['student']} distilled from {len(summary['teachers'])} teachers", "",
         "Command:", "", "```", summary.get("command") or "(library call)", "```", "",
         f"- data: {summary['data']} ({summary['train_images']} training / {summary['val_images']} held-out images)",
+        *([f"- held out: {summary['held_out']}"] if summary.get("held_out") else []),
         f"- student: {summary['student']} at {summary['image_size']} px, {summary['params_m']} M backbone parameters",
         f"- steps: {steps_line(summary)} at global batch {summary['batch_size']} (lr {summary['lr']:.3g}), "
         f"{summary['world_size']} process(es) on {summary['device']}",
-        f"- targets: {summary['targets']}; wall time {summary['wall_s']} s (timings {summary['timings_s']})", "",
+        f"- targets: {summary['targets']}; wall time {summary['wall_s']} s (timings {summary['timings_s']})",
+        *([f"- compute: autocast {summary['amp']}, attention {summary['attention']}, {summary['threads']} thread(s)"]
+          if summary.get("attention") else []), "",
         "Fit per teacher (standardised targets; cosine = mean per-image cosine of the whole map):", "",
         "| teacher | id | grid x width | held-out cosine | held-out MSE | last train cosine |",
         "|---|---|---|---|---|---|", *fit_rows(summary), "",
-        "Load: `create_encoder(\"theia\", weights=PATH)` with this directory or its run directory.", ""]
+        "Load: `theia_eval.load_theia(PATH)` (student + translators), `create_encoder(\"theia\", weights=PATH)` "
+        "(the backbone as an encoder) or `transformers.AutoModel.from_pretrained(PATH, trust_remote_code=True)`, "
+        "with this directory or its run directory (AutoModel: the export directory).", ""]
     return "\n".join(lines)
 
 

@@ -1,6 +1,12 @@
 """`theia-eval frames`: render simulator frame sets (RGB + exact depth + segmentation) for distillation.
 
-Episodes cycle over the suite's tasks. Each episode is driven either by the task's scripted expert
+Suites are simulator families (metaworld, dmc, adroit: every task of the simulator, see frame_tasks.py)
+or registered suites (cortexbench-dmc, ...); `tasks` picks tasks by pattern, `exclude_tasks` drops some
+(e.g. the tasks a student must never see). Each task is rendered from its family's cameras (its protocol
+camera first) unless `cameras` names them. Episodes cycle over the tasks, `task_block` consecutive
+episodes per task (episode e renders tasks[(e // task_block) % len(tasks)]); at most `max_open_envs`
+environments stay open (least recently used closed first: a Meta-World env with its two renderers holds
+about 300 MB, so 50 open ones would need 15 GB). Each episode is driven either by the task's scripted expert
 (plus Gaussian action noise) or by smoothed uniform random actions (a_t = 0.8 a_{t-1} + 0.2 u_t),
 chosen per episode with probability expert_fraction; every frame_stride steps the state is rendered
 from every camera, with the RGB renderer of the envs package (same preset, upright cameras) and a
@@ -10,11 +16,12 @@ Everything is seeded: the same settings render the same frames.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
+from theia_eval.distill.frame_tasks import frame_tasks, task_cameras
 from theia_eval.distill.framesets import SEGMENTATION_CLASSES, FrameSetWriter
 from theia_eval.distill.sources import frameset_dir
 from theia_eval.errors import InputError
@@ -28,14 +35,17 @@ class FrameSettings:
 
     suite: str = "metaworld"
     tasks: list[str] | None = None
+    exclude_tasks: list[str] | None = None
     num_frames: int = 2000
-    cameras: list[str] = field(default_factory=lambda: ["top_cap2", "corner", "corner3", "topview"])
+    cameras: list[str] | None = None
     resolution: int = 224
     preset: str = "fast"
     expert_fraction: float = 0.6
     action_noise: float = 0.1
     frame_stride: int = 8
     frames_per_episode: int = 8
+    task_block: int = 1
+    max_open_envs: int = 4
     shard_size: int = 512
     seed: int = 0
     out: str | None = None
@@ -45,11 +55,26 @@ class FrameSettings:
 
 
 # --- segmentation classes from the model's kinematic tree -----------------------------------------
+def actuated_bodies(model) -> np.ndarray:
+    """Bodies an actuator moves: joint transmissions (also through tendons: the joints a tendon wraps),
+    site and body transmissions."""
+    import mujoco
+
+    trn, target = model.actuator_trntype, model.actuator_trnid[:, 0]
+    kinds = mujoco.mjtTrn
+    joints = list(target[(trn == kinds.mjTRN_JOINT) | (trn == kinds.mjTRN_JOINTINPARENT)])
+    for tendon in target[trn == kinds.mjTRN_TENDON]:
+        first, count = model.tendon_adr[tendon], model.tendon_num[tendon]
+        wraps = range(first, first + count)
+        joints += [model.wrap_objid[w] for w in wraps if model.wrap_type[w] == mujoco.mjtWrap.mjWRAP_JOINT]
+    bodies = [model.jnt_bodyid[np.asarray(joints, dtype=np.int64)],
+              model.site_bodyid[target[trn == kinds.mjTRN_SITE]], target[trn == kinds.mjTRN_BODY]]
+    return np.concatenate(bodies).astype(np.int64)
+
+
 def body_classes(model) -> np.ndarray:
-    """Class of every body: robot (tree holding an actuated joint), static (welded to world), object."""
-    joint_actuated = model.actuator_trntype == 0  # mjTRN_JOINT
-    joints = model.actuator_trnid[joint_actuated, 0]
-    robot_roots = set(model.body_rootid[model.jnt_bodyid[joints]].tolist())
+    """Class of every body: robot (tree holding an actuated body), static (welded to world), object."""
+    robot_roots = set(model.body_rootid[actuated_bodies(model)].tolist()) - {0}
     classes = np.full(model.nbody, OBJECT, dtype=np.uint8)
     classes[model.body_weldid == 0] = STATIC
     classes[np.isin(model.body_rootid, list(robot_roots))] = ROBOT
@@ -57,12 +82,14 @@ def body_classes(model) -> np.ndarray:
 
 
 def segmentation_lookup(model) -> dict[int, np.ndarray]:
-    """MuJoCo object type -> (object id -> class) for the types a segmentation render returns."""
+    """MuJoCo object type -> (object id -> class) for the types a segmentation render returns (geoms, sites, skins)."""
     import mujoco
 
     bodies = body_classes(model)
     return {int(mujoco.mjtObj.mjOBJ_GEOM): bodies[model.geom_bodyid],
-            int(mujoco.mjtObj.mjOBJ_SITE): bodies[model.site_bodyid]}
+            int(mujoco.mjtObj.mjOBJ_SITE): bodies[model.site_bodyid],
+            # a skin (dm_control's dog) takes the class of the body of its first bone
+            int(mujoco.mjtObj.mjOBJ_SKIN): bodies[model.skin_bonebodyid[model.skin_boneadr]]}
 
 
 def classify(seg: np.ndarray, lookup: dict[int, np.ndarray]) -> np.ndarray:
@@ -139,13 +166,13 @@ def episode_policy(task, episode: int, s: FrameSettings):
     return "random", RandomActions(task.action_dim, rng)
 
 
-def episode_frames(env, extras: ExtrasRenderer, episode: int, s: FrameSettings):
+def episode_frames(env, extras: ExtrasRenderer, cameras: list[str], episode: int, s: FrameSettings):
     """Yield (key, rgb, depth, segmentation) for one episode."""
     kind, policy = episode_policy(env.task, episode, s)
     env.reset(seed=s.seed * 100_003 + episode, render=False)
     for i in range(s.frames_per_episode):
         t = env.t
-        for camera in s.cameras:
+        for camera in cameras:
             depth, seg = extras.render(camera)
             yield f"{env.task.name}/ep{episode:05d}/t{t:03d}/{camera}", env.render(camera), depth, seg
         if i + 1 < s.frames_per_episode:
@@ -155,28 +182,62 @@ def episode_frames(env, extras: ExtrasRenderer, episode: int, s: FrameSettings):
                 env.step(policy(env.raw_state), render=False)
 
 
+def open_task(task, s: FrameSettings) -> tuple:
+    """(env, extras renderer, cameras) of one task, every camera checked against the model."""
+    from theia_eval.envs import make_env
+
+    env = make_env(task, preset=s.preset, resolution=s.resolution, crop=None, seed=s.seed)
+    cameras = task_cameras(task, env.renderer.cameras, s.cameras)
+    for c in cameras:
+        env.renderer.camera_id(c)  # unknown camera -> error listing the model's cameras
+    return env, ExtrasRenderer(env), cameras
+
+
+class OpenEnvs:
+    """The open (env, extras renderer, cameras) of the most recently used tasks, at most s.max_open_envs."""
+
+    def __init__(self, s: FrameSettings):
+        from collections import OrderedDict
+
+        self.s, self.open, self.cameras = s, OrderedDict(), {}
+
+    def get(self, task) -> tuple:
+        if task.name in self.open:
+            self.open.move_to_end(task.name)
+        else:
+            while len(self.open) >= self.s.max_open_envs:
+                close_task(*self.open.popitem(last=False)[1])
+            self.open[task.name] = open_task(task, self.s)
+            self.cameras[task.name] = self.open[task.name][2]
+        return self.open[task.name]
+
+    def close(self) -> None:
+        while self.open:
+            close_task(*self.open.popitem()[1])
+
+
+def close_task(env, extras: ExtrasRenderer, cameras: list[str]) -> None:
+    extras.close()
+    env.close()
+
+
 def render_frameset(s: FrameSettings, progress: bool = True) -> dict:
     """Render a frame set to s.out_dir() (replacing any there); returns its manifest summary."""
     from tqdm import tqdm
 
-    from theia_eval.envs import make_env, resolve_tasks
-
-    tasks = resolve_tasks(suite=s.suite) if not s.tasks else [resolve_tasks(task=t)[0] for t in s.tasks]
-    if s.num_frames <= 0 or s.frames_per_episode <= 0 or not s.cameras:
-        raise InputError("num_frames, frames_per_episode and cameras must be positive / non-empty.")
+    tasks = frame_tasks(s.suite, s.tasks, s.exclude_tasks)
+    if min(s.num_frames, s.frames_per_episode, s.task_block, s.max_open_envs) <= 0 or (s.cameras is not None
+                                                                                        and not s.cameras):
+        raise InputError("num_frames, frames_per_episode, task_block and max_open_envs must be positive and cameras "
+                         "non-empty (or null for each family's cameras).")
     writer = FrameSetWriter(s.out_dir(), s.shard_size)
-    envs: dict[str, tuple] = {}
+    envs = OpenEnvs(s)
     t0, count, episode = time.perf_counter(), 0, 0
     bar = tqdm(total=s.num_frames, desc="rendering frames", disable=not progress, leave=False)
     try:
         while count < s.num_frames:
-            task = tasks[episode % len(tasks)]
-            if task.name not in envs:
-                env = make_env(task, preset=s.preset, resolution=s.resolution, crop=None, seed=s.seed)
-                for c in s.cameras:
-                    env.renderer.camera_id(c)  # unknown camera -> error listing the model's cameras
-                envs[task.name] = (env, ExtrasRenderer(env))
-            for key, rgb, depth, seg in episode_frames(*envs[task.name], episode, s):
+            task = tasks[(episode // s.task_block) % len(tasks)]
+            for key, rgb, depth, seg in episode_frames(*envs.get(task), episode, s):
                 if count >= s.num_frames:
                     break
                 writer.add(key, rgb, depth, seg)
@@ -184,6 +245,7 @@ def render_frameset(s: FrameSettings, progress: bool = True) -> dict:
                 bar.update(1)
             episode += 1
         meta = {"suite": s.suite, "tasks": [t.name for t in tasks], "settings": asdict(s), "episodes": episode,
+                "cameras": envs.cameras,
                 "wall_s": round(time.perf_counter() - t0, 1)}
         path = writer.close(meta)
     except BaseException:
@@ -191,8 +253,6 @@ def render_frameset(s: FrameSettings, progress: bool = True) -> dict:
         raise
     finally:
         bar.close()
-        for env, extras in envs.values():
-            extras.close()
-            env.close()
+        envs.close()
     return {"path": str(path), "frames": count, "episodes": episode, "wall_s": meta["wall_s"],
             "ms_per_frame": round(1000 * meta["wall_s"] / max(count, 1), 1)}

@@ -4,9 +4,12 @@ Groups: backbone and translator, each split into decay / no-decay (biases and pa
 dimension get no weight decay; the (C, H, W) LayerNorm weights of the translators are 3-d and decay, as
 in the reference). lr = base_lr x global_batch / lr_base_batch (2e-3 x batch / 512); translator lr
 x translator_lr_factor. Schedule: linear warm-up from warmup_start_factor x lr over warmup_ratio of the
-steps, then constant.
+steps, then constant (the reference), or, with decay="cosine" (ours, optional), a half-cosine from lr down
+to final_factor x lr at the last step.
 """
 from __future__ import annotations
+
+import math
 
 import torch
 from torch import nn
@@ -59,7 +62,26 @@ def flush_denormals() -> None:
     torch.set_flush_denormal(True)
 
 
+LR_DECAYS = ("none", "cosine")
+
+
+def decay_factor(step: int, warmup_steps: int, total_steps: int, decay: str = "none", final: float = 0.0) -> float:
+    """lr multiplier after the warm-up: 1 (none) or a half-cosine from 1 to `final` at the last step (cosine)."""
+    if decay == "none" or step < warmup_steps:
+        return 1.0
+    span = max(1, total_steps - 1 - warmup_steps)
+    progress = min(1.0, (step - warmup_steps) / span)
+    return final + (1.0 - final) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
 def build_scheduler(optimizer: torch.optim.Optimizer, total_steps: int, warmup_ratio: float = 0.1,
-                    start: float = 0.01) -> torch.optim.lr_scheduler.LambdaLR:
+                    start: float = 0.01, decay: str = "none", final_factor: float = 0.0
+                    ) -> torch.optim.lr_scheduler.LambdaLR:
+    """Warm-up then constant (decay=none) or cosine decay to final_factor (decay=cosine)."""
+    from theia_eval.errors import InputError
+
+    if decay not in LR_DECAYS:
+        raise InputError(f"unknown train.lr_decay '{decay}'; use one of {list(LR_DECAYS)}.")
     warmup = int(round(total_steps * warmup_ratio))
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: warmup_factor(s, warmup, start))
+    return torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: warmup_factor(s, warmup, start) * decay_factor(s, warmup, total_steps, decay, final_factor))

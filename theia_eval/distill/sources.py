@@ -66,14 +66,10 @@ def as_rgb(image: np.ndarray, where: str) -> np.ndarray:
 
 
 def decode_image(data: bytes, where: str) -> np.ndarray:
-    """Encoded jpg/png/webp bytes -> (H, W, 3) uint8."""
-    from PIL import Image, UnidentifiedImageError
+    """Encoded jpg/png/webp bytes -> (H, W, 3) uint8 (16-bit images scaled to 8 bits, not clipped)."""
+    from theia_eval.io import decode_image as decode
 
-    try:
-        with Image.open(io.BytesIO(data)) as im:
-            return np.asarray(im.convert("RGB"))
-    except (UnidentifiedImageError, OSError) as exc:
-        raise InputError(f"cannot decode image {where} ({exc}); the file is corrupt or not an image.") from exc
+    return decode(data, where)
 
 
 # --- sources --------------------------------------------------------------------------------------
@@ -193,8 +189,10 @@ class TarSource(ImageSource):
                         raise InputError(f"sample key '{key}' appears in two shards ({entry[ext][0].name} and "
                                          f"{shard.name}); webdataset keys must be unique.")
                     entry[ext] = (shard, m.offset_data, m.size)
+                check_tar_end(shard, tar.offset, max((m.offset_data + m.size for m in tar.getmembers()), default=0))
         except tarfile.TarError as exc:
-            raise InputError(f"cannot read tar shard {shard} ({exc}); the file is corrupt or not a tar.") from exc
+            raise InputError(f"cannot read tar shard {shard} ({exc}); the file is truncated, corrupt or not a tar: copy "
+                             "or download it again.") from exc
 
     def member_bytes(self, key: str, ext: str) -> bytes:
         shard, offset, size = self.entries[key][ext]
@@ -214,6 +212,18 @@ class TarSource(ImageSource):
 
     def content_id(self) -> str:
         return ";".join(f"{s.name}:{s.stat().st_size}:{s.stat().st_mtime_ns}" for s in self.shards)
+
+
+def check_tar_end(shard: Path, end: int, data_end: int) -> None:
+    """A tar ends with an end-of-archive block of zeros after its last member; a shard cut short (a partial
+    copy or download) lacks it, or lacks part of its last member: refused, never read as fewer images."""
+    size = shard.stat().st_size
+    with open(shard, "rb") as f:
+        f.seek(end)
+        tail = f.read(512)
+    if data_end > size or len(tail) < 512 or tail.strip(b"\0"):
+        raise InputError(f"tar shard {shard} is truncated ({size} bytes; its members run to byte {data_end}, and "
+                         "the end-of-archive block is missing): copy or download it again.")
 
 
 class ConcatSource(ImageSource):

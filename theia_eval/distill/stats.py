@@ -1,8 +1,13 @@
 """Per-channel target statistics in one pass, in float64, mergeable across shards and processes.
 
-Saved as <dir>/<teacher id>.stats.safetensors with tensors `mean` and `std` (the population standard
-deviation, not the variance: the reference's "*var*.npy" files hold the std under a misleading name),
-plus `m2` and `count` so partial statistics can be merged exactly.
+Two file layouts:
+  ours       <dir>/<teacher id>.stats.safetensors with tensors `mean` and `std` (the population standard
+             deviation), plus `m2` and `count` so partial statistics can be merged exactly ('/' in ids -> '__').
+  reference  the upstream `feature_stats/` layout: <dir>/<prefix>_mean_<id>.npy and <dir>/<prefix>_var_<id>.npy,
+             float32 (C,), '/' in ids -> '_'. Beware: the file named "var" holds the standard deviation, not
+             the variance. The reference's readers hard-code the prefix "imagenet"; exports write that prefix
+             (the data they were computed on is named in the export's config.json and card).
+`load_stats` reads either layout (ours first); `save_feature_stats` writes the reference one.
 """
 from __future__ import annotations
 
@@ -16,6 +21,7 @@ import torch
 from theia_eval.errors import InputError
 
 STATS_SUFFIX = ".stats.safetensors"
+REFERENCE_PREFIX = "imagenet"  # the prefix the reference's feature_stats readers expect
 
 
 @dataclass
@@ -81,20 +87,88 @@ def save_stats(directory: str | Path, teacher_id: str, stats: RunningStats, meta
     return path
 
 
+def reference_name(teacher_id: str) -> str:
+    """A teacher id as the reference's feature_stats files spell it ('/' -> '_')."""
+    return teacher_id.replace("/", "_")
+
+
+def reference_paths(directory: str | Path, teacher_id: str, prefix: str = REFERENCE_PREFIX) -> tuple[Path, Path]:
+    """(<prefix>_mean_<id>.npy, <prefix>_var_<id>.npy) in `directory`."""
+    name = reference_name(teacher_id)
+    return Path(directory) / f"{prefix}_mean_{name}.npy", Path(directory) / f"{prefix}_var_{name}.npy"
+
+
+def find_reference_stats(directory: str | Path, teacher_id: str) -> tuple[Path, Path] | None:
+    """The reference-layout mean/std files of a teacher under any prefix, or None; several prefixes are refused."""
+    name = reference_name(teacher_id)
+    means = sorted(Path(directory).glob(f"*_mean_{name}.npy"))
+    means = [m for m in means if m.name.endswith(f"_mean_{name}.npy")]
+    if not means:
+        return None
+    if len(means) > 1:
+        raise InputError(f"several feature statistics for teacher '{teacher_id}' in {directory}: "
+                         f"{[m.name for m in means]}; keep one prefix per directory.")
+    prefix = means[0].name[: -len(f"_mean_{name}.npy")]
+    mean, std = reference_paths(directory, teacher_id, prefix)
+    if not std.is_file():
+        raise InputError(f"{mean} has no partner {std.name} (the reference's file holding the std); "
+                         "copy both files of the pair.")
+    return mean, std
+
+
+def save_feature_stats(directory: str | Path, teacher_id: str, mean: torch.Tensor, std: torch.Tensor,
+                       prefix: str = REFERENCE_PREFIX) -> tuple[Path, Path]:
+    """Write a teacher's mean and std in the reference layout (float32 .npy pair), atomically per file."""
+    import numpy as np
+
+    paths = reference_paths(directory, teacher_id, prefix)
+    paths[0].parent.mkdir(parents=True, exist_ok=True)
+    for path, value in zip(paths, (mean, std)):
+        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+        with open(tmp, "wb") as f:
+            np.save(f, torch.as_tensor(value).detach().to("cpu", torch.float32).flatten().numpy())
+        os.replace(tmp, path)
+    return paths
+
+
+def read_reference_stats(mean_path: Path, std_path: Path) -> RunningStats:
+    """Reference-layout statistics as RunningStats (count 1: they carry no count and cannot be merged)."""
+    import numpy as np
+
+    try:
+        mean = torch.from_numpy(np.load(mean_path).astype(np.float64).reshape(-1))
+        std = torch.from_numpy(np.load(std_path).astype(np.float64).reshape(-1))
+    except (OSError, ValueError) as exc:
+        raise InputError(f"feature statistics {mean_path.name}/{std_path.name} are unreadable ({exc}).") from exc
+    if mean.shape != std.shape:
+        raise InputError(f"{mean_path} holds {mean.numel()} channels but {std_path} holds {std.numel()}; "
+                         "they are not one teacher's pair.")
+    return RunningStats(1, mean, std**2)
+
+
 def load_stats(directory: str | Path, teacher_id: str, dim: int) -> RunningStats:
-    """A teacher's saved statistics, checked for presence, width and finiteness."""
+    """A teacher's saved statistics (our layout, else the reference's), checked for presence, width, finiteness."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
     path = stats_path(directory, teacher_id)
     if not path.is_file():
-        have = sorted(p.name[: -len(STATS_SUFFIX)] for p in Path(directory).glob(f"*{STATS_SUFFIX}"))
-        raise InputError(f"missing target statistics for teacher '{teacher_id}': {path} does not exist (found: "
-                         f"{have or 'none'}). Drop stats= to compute them in one pass, or re-run the extraction.")
-    try:
-        stats = RunningStats.from_tensors(load_file(str(path)))
-    except (SafetensorError, KeyError, OSError) as exc:
-        raise InputError(f"target statistics {path} are unreadable ({exc}); delete the file to recompute them.") from exc
+        reference = find_reference_stats(directory, teacher_id)
+        if reference is None:
+            have = sorted(p.name[: -len(STATS_SUFFIX)] for p in Path(directory).glob(f"*{STATS_SUFFIX}"))
+            have += sorted(p.name for p in Path(directory).glob("*_mean_*.npy"))
+            raise InputError(
+                f"missing target statistics for teacher '{teacher_id}': neither {path.name} nor "
+                f"<prefix>_mean_{reference_name(teacher_id)}.npy + <prefix>_var_... exist in {directory} (found: "
+                f"{have or 'none'}). Drop stats= to compute them in one pass, or re-run the extraction.")
+        path = reference[0]
+        stats = read_reference_stats(*reference)
+    else:
+        try:
+            stats = RunningStats.from_tensors(load_file(str(path)))
+        except (SafetensorError, KeyError, OSError) as exc:
+            raise InputError(f"target statistics {path} are unreadable ({exc}); delete the file to recompute "
+                             "them.") from exc
     if stats.mean.numel() != dim:
         raise InputError(f"target statistics {path} hold {stats.mean.numel()} channels but teacher '{teacher_id}' "
                          f"gives {dim}; they belong to another teacher: delete them or point stats= elsewhere.")

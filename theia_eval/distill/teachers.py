@@ -105,11 +105,12 @@ def build_teacher(spec: TeacherSpec, device: torch.device | str = "cpu", dtype: 
     """A teacher by name: a registered teacher, else a registry encoder (create_encoder)."""
     from theia_eval.distill import sim_teachers  # noqa: F401  (registers sim-depth, sim-segmentation)
     from theia_eval.encoders import create_encoder, list_encoders
+    from theia_eval.encoders.registry import is_encoder
 
     device = torch.device(device)
     if spec.name in TEACHERS:
         return TEACHERS[spec.name](spec, device, dtype).to(device).eval()
-    if spec.name not in list_encoders():
+    if not is_encoder(spec.name):  # registry entries, installed plugins and hf:/timm:/py: names
         raise unknown_name("teacher", spec.name, [*TEACHERS, *list_encoders()])
     encoder = create_encoder(spec.name, weights=spec.weights, device=device, dtype=dtype, **spec.kwargs)
     return EncoderTeacher(spec, encoder).eval()

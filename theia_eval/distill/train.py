@@ -5,6 +5,8 @@ the export; every rank sees its slice of each global batch (see data.StepSampler
 Run directory:
   config.yaml  metrics.jsonl (train every log_every steps, validation every val_every)  checkpoints/last.pt
   stats/ (online mode)  tb/ (TensorBoard, optional)  export/ (official Theia layout + CARD.md)  summary.json
+  exports/step-NNNNNN/ (train.export_at: the same export at intermediate steps)  fit_curve.json / .png
+  (held-out fit per teacher at every validation, export steps marked)
 """
 from __future__ import annotations
 
@@ -22,11 +24,13 @@ from theia_eval.distill.cache import CachedTargets, cache_root, extract_targets,
 from theia_eval.distill.checkpoint import check_resumable, load_checkpoint, save_checkpoint
 from theia_eval.distill.data import SourceDataset, StepSampler, collate_items, source_loader, split_indices
 from theia_eval.distill.distributed import DistEnv, init_distributed
+from theia_eval.distill.export import export_run
+from theia_eval.distill.fitcurve import write_fit_curve
 from theia_eval.distill.loss import LossWeights, distill_loss, image_cosine
 from theia_eval.distill.optim import build_optimizer, build_scheduler, flush_denormals, scaled_lr
 from theia_eval.distill.sources import open_source
 from theia_eval.distill.stats import RunningStats, Standardizer, check_finite, load_stats, save_stats
-from theia_eval.distill.student import DistillModel, student_size
+from theia_eval.distill.student import DistillModel, set_attention, student_size
 from theia_eval.distill.teacher_sets import resolve_teachers
 from theia_eval.distill.teachers import Teacher, build_teachers
 from theia_eval.errors import InputError, TrainingError
@@ -47,6 +51,8 @@ class TrainSettings:
     lr_base_batch: int = 512
     warmup_ratio: float = 0.1
     warmup_start_factor: float = 0.01
+    lr_decay: str = "none"
+    lr_final_factor: float = 0.0
     weight_decay: float = 0.01
     betas: tuple[float, float] = (0.9, 0.999)
     translator_lr_factor: float = 1.0
@@ -55,6 +61,7 @@ class TrainSettings:
     amp: str = "auto"
     compile: bool = False
     channels_last: bool = True
+    attention: str = "auto"
     num_workers: int = 4
     log_every: int = 10
     val_every: int = 500
@@ -64,6 +71,7 @@ class TrainSettings:
     min_std: float = 1e-4
     val_max_images: int = 2048
     stop_at: int | None = None
+    export_at: tuple[int, ...] = ()
 
     @classmethod
     def from_config(cls, cfg: DictConfig) -> "TrainSettings":
@@ -73,14 +81,30 @@ class TrainSettings:
         if unknown:
             raise InputError(f"unknown train settings {unknown}; valid keys: {sorted(known)}.")
         data["betas"] = tuple(data.get("betas", (0.9, 0.999)))
+        data["export_at"] = export_steps(data.get("export_at"))
         return cls(**data)
 
 
+def export_steps(value) -> tuple[int, ...]:
+    """train.export_at as sorted unique positive steps (null or [] = none)."""
+    steps = [] if value is None else [value] if isinstance(value, int) else list(value)
+    if any(not isinstance(s, int) or isinstance(s, bool) or s < 1 for s in steps):
+        raise InputError(f"train.export_at must list positive step numbers, got {value!r} "
+                         "(e.g. train.export_at=[250,500,1000,2000]).")
+    return tuple(sorted(set(steps)))
+
+
+def cpu_has_fast_bf16() -> bool:
+    """Whether this CPU multiplies bf16 matrices in hardware (AMX tiles: Sapphire Rapids and later)."""
+    probe = getattr(torch.cpu, "_is_amx_tile_supported", None)
+    return bool(probe and probe())
+
+
 def amp_dtype(setting: str, device: torch.device) -> torch.dtype | None:
-    """Autocast dtype: auto -> bf16 on CUDA, off on CPU."""
+    """Autocast dtype: auto -> bf16 on CUDA and on CPUs with AMX, else off."""
     table = {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}
     if setting == "auto":
-        return torch.bfloat16 if device.type == "cuda" else None
+        return torch.bfloat16 if device.type == "cuda" or cpu_has_fast_bf16() else None
     if setting not in table:
         raise InputError(f"unknown amp '{setting}'; use auto, bf16, fp16 or off.")
     return table[setting]
@@ -94,6 +118,9 @@ class Distiller:
     """Sets up and runs one distillation job from a composed `distill` config."""
 
     def __init__(self, cfg: DictConfig, command: str = ""):
+        from theia_eval.schema import check_config
+
+        check_config("distill", cfg)  # types and ranges (train.steps=-1, ...) before any work
         self.cfg, self.command = cfg, command
         self.train_cfg = TrainSettings.from_config(cfg.train)
         self.size = student_size(cfg.student, cfg.image_size)
@@ -106,6 +133,11 @@ class Distiller:
 
     # --- setup ---------------------------------------------------------------------------------
     def setup(self) -> None:
+        threads = self.cfg.get("threads")
+        if threads is not None:
+            if int(threads) < 1:
+                raise InputError(f"threads must be >= 1 (or null for torch's default), got {threads}.")
+            torch.set_num_threads(int(threads))
         torch.manual_seed(int(self.cfg.seed))
         flush_denormals()
         if self.device.type == "cuda":
@@ -117,7 +149,10 @@ class Distiller:
         specs = resolve_teachers(self.cfg.teachers, self.cfg.get("teacher_weights") or {})
         self.teachers = build_teachers(specs, self.device, teacher_dtype(self.cfg.teacher_dtype, self.device))
         self.check_extras()
-        self.train_idx, self.val_idx = split_indices(self.source.keys, float(self.cfg.val_fraction))
+        self.train_idx, self.val_idx = split_indices(self.source.keys, float(self.cfg.val_fraction),
+                                                   OmegaConf.to_object(self.cfg.val_tasks)
+                                                   if OmegaConf.is_config(self.cfg.get("val_tasks"))
+                                                   else self.cfg.get("val_tasks"))
         self.store_dtype = storage_dtype(self.cfg.cache_dtype)
         if self.cfg.targets not in ("cached", "online"):
             raise InputError(f"targets={self.cfg.targets!r}: use cached (extract once, then train) or online.")
@@ -185,14 +220,16 @@ class Distiller:
         targets = {t.id: (t.dim, *t.grid) for t in self.teachers}
         torch.manual_seed(int(self.cfg.seed))  # the student's init depends on the seed only
         self.model = DistillModel(self.size, targets, self.cfg.translator, float(self.cfg.translator_hidden_factor))
+        self.attention = set_attention(self.model.backbone, tc.attention, self.device)
         self.model.to(self.device)
-        if tc.channels_last and self.device.type == "cuda":
+        if tc.channels_last:
             self.model.to(memory_format=torch.channels_last)
         per_epoch = math.ceil(len(self.train_idx) / tc.batch_size)
         self.total_steps = int(tc.steps) if tc.steps else max(1, int(round(tc.epochs * per_epoch)))
         self.lr = scaled_lr(tc.base_lr, tc.batch_size, tc.lr_base_batch)
         self.optimizer = build_optimizer(self.model, self.lr, tc.weight_decay, tc.betas, tc.translator_lr_factor)
-        self.scheduler = build_scheduler(self.optimizer, self.total_steps, tc.warmup_ratio, tc.warmup_start_factor)
+        self.scheduler = build_scheduler(self.optimizer, self.total_steps, tc.warmup_ratio, tc.warmup_start_factor,
+                                         tc.lr_decay, tc.lr_final_factor)
         self.start_step = self.maybe_resume()
         self.train_model = self.model
         if self.dist.active:
@@ -207,7 +244,9 @@ class Distiller:
         return {"student": self.cfg.student, "image_size": self.size.image_size,
                 "teachers": [[t.id, list(t.grid), t.dim] for t in self.teachers], "translator": self.cfg.translator,
                 "batch_size": self.train_cfg.batch_size, "steps": self.total_steps,
-                "data_fingerprint": self.source.fingerprint(), "seed": int(self.cfg.seed), "targets": self.cfg.targets}
+                "data_fingerprint": self.source.fingerprint(), "seed": int(self.cfg.seed), "targets": self.cfg.targets,
+                **({"lr_decay": [self.train_cfg.lr_decay, self.train_cfg.lr_final_factor]}
+                   if self.train_cfg.lr_decay != "none" else {})}
 
     def maybe_resume(self) -> int:
         ckpt = load_checkpoint(self.run_dir / "checkpoints") if self.cfg.resume else None
@@ -264,6 +303,7 @@ class Distiller:
         self.weights = LossWeights(tc.cos_weight, tc.l1_weight)
         self.images_seen = getattr(self, "images_seen", 0)
         self.logger = RunLogger(self.run_dir, self.dist.is_main, tc.tensorboard)
+        self.logger.keep_until(self.start_step)  # records a killed run wrote after its last checkpoint come again
         if self.dist.is_main:
             atomic_write_text(self.run_dir / "config.yaml", OmegaConf.to_yaml(self.cfg, resolve=True))
         self.bar = progress(self.total_steps, self.start_step, tc.progress and self.dist.is_main)
@@ -301,14 +341,41 @@ class Distiller:
         tc = self.train_cfg
         at = {name: last or done % every == 0 for name, every in
               (("log", tc.log_every), ("val", tc.val_every), ("ckpt", tc.ckpt_every))}
+        at["export"] = done in tc.export_at
         if any(at.values()):
             self.check_finite_loss(self.meter.bad_step)
             self.log_train(done)
-        if at["val"]:
+        if at["val"] or at["export"]:
             self.logger.write({"step": done, "val": self.validate()})
+        if at["export"]:
+            self.export_step(done)
         if at["ckpt"]:
             self.save(done)
         self.bar.update(1)
+
+    def export_step(self, step: int) -> None:
+        """train.export_at: export the model as it is after `step` to run_dir/exports/step-NNNNNN (rank 0)."""
+        if self.dist.is_main:
+            summary = {**self.summary(), "steps_done": step, "export_step": step}
+            export_run(self.model, self.run_dir / "exports" / f"step-{step:06d}", summary, self.stats_by_id())
+            self.write_fit_curve()
+        self.dist.barrier()
+
+    def stats_by_id(self) -> dict:
+        return {t.id: s for t, s in zip(self.teachers, self.stats)}
+
+    def write_fit_curve(self, final: int | None = None) -> None:
+        """run_dir/fit_curve.json and .png: held-out fit per teacher at every validation so far."""
+        marks = [s for s in self.train_cfg.export_at if s <= (final or self.total_steps)]
+        write_fit_curve(self.run_dir, self.held_out_rule(), marks, final)
+
+    def held_out_rule(self) -> str:
+        """How the held-out images were chosen, in words (cards and fit curves say it)."""
+        tasks = self.cfg.get("val_tasks")
+        if tasks:
+            names = [tasks] if isinstance(tasks, str) else list(tasks)
+            return f"frames of tasks never trained on (val_tasks={names})"
+        return f"a hash of each key (val_fraction={self.cfg.val_fraction})"
 
     def check_finite_loss(self, bad_step: torch.Tensor) -> None:
         """Stop on a NaN/inf loss, naming the first step (and epoch) where it happened on any rank."""
@@ -385,20 +452,20 @@ class Distiller:
                "stopped_at": getattr(self, "stop_step", None), "batch_size": self.train_cfg.batch_size,
                "lr": self.lr, "world_size": self.dist.world, "device": str(self.device),
                "wall_s": round(wall, 1), "timings_s": {k: round(v, 2) for k, v in self.timings.items()},
-               "train": getattr(self, "last_train", None), "val": getattr(self, "last_val", None)}
+               "train": getattr(self, "last_train", None), "val": getattr(self, "last_val", None),
+               "held_out": self.held_out_rule(), "amp": str(self.amp).replace("torch.", ""),
+               "attention": getattr(self, "attention", None), "threads": torch.get_num_threads()}
         if getattr(self, "extract_report", None):
             out["cache"] = self.extract_report
         return out
 
     def finish(self) -> dict:
-        from theia_eval.distill.export import export_run
-
         summary = self.summary()
         if self.dist.is_main:
             if self.cfg.export:  # a stopped run exports too; its card says how far it got
-                summary["export"] = str(export_run(self.model, self.run_dir / "export", summary,
-                                                   {t.id: s for t, s in zip(self.teachers, self.stats)}))
+                summary["export"] = str(export_run(self.model, self.run_dir / "export", summary, self.stats_by_id()))
             atomic_write_json(self.run_dir / "summary.json", summary)
+            self.write_fit_curve(final=summary["steps_done"])
         self.logger.close()
         self.dist.barrier()
         return summary
@@ -454,6 +521,23 @@ class RunLogger:
                 from torch.utils.tensorboard import SummaryWriter
 
                 self.tb = SummaryWriter(str(run_dir / "tb"))
+
+    def keep_until(self, step: int) -> None:
+        """Drop records after `step` (and a line cut short by a kill) from metrics.jsonl before resuming there,
+        so the log never holds a step twice."""
+        if not self.enabled or not self.path.is_file():
+            return
+        lines = self.path.read_text().splitlines()
+        kept = []
+        for line in lines:
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(record, dict) and int(record.get("step", 0)) <= step:
+                kept.append(line)
+        if len(kept) != len(lines):
+            atomic_write_text(self.path, "".join(k + "\n" for k in kept))
 
     def write(self, record: dict) -> None:
         if not self.enabled or not record:

@@ -42,10 +42,13 @@ def _clip(text: str, width: int = 60) -> str:
 
 
 def load_images(paths: list[str]) -> tuple[np.ndarray, list[str]]:
-    """Read image files (or scikit-image's bundled 'chelsea' and 'coffee' when none) as one uint8 batch."""
+    """Read image files (or scikit-image's bundled 'chelsea' and 'coffee' when none) as one uint8 batch.
+
+    16-bit images are scaled to 8 bits (not wrapped); a file that is not an image is an InputError."""
     from skimage import data as skdata
-    from skimage import io
     from skimage.transform import resize
+
+    from theia_eval.io import read_image
 
     if not paths:
         images, names = [skdata.chelsea(), skdata.coffee()], ["skimage:chelsea", "skimage:coffee"]
@@ -53,7 +56,7 @@ def load_images(paths: list[str]) -> tuple[np.ndarray, list[str]]:
         missing = [p for p in paths if not Path(p).exists()]
         if missing:
             raise InputError(f"image file not found: {missing[0]}. Pass an existing jpg/png path with --image.")
-        images, names = [io.imread(p) for p in paths], list(paths)
+        images, names = [read_image(p) for p in paths], list(paths)
     images = [np.repeat(im[..., None], 3, -1) if im.ndim == 2 else im[..., :3] for im in images]
     size = images[0].shape[:2]
     same = [im if im.shape[:2] == size else (resize(im, size, preserve_range=True)).astype(np.uint8) for im in images]
@@ -70,7 +73,8 @@ def token_norm_stats(tokens) -> dict:
 def encode_report(name: str, weights, images: np.ndarray, names: list[str], device: str, dtype: str) -> dict:
     enc = create_encoder(name, weights=weights, device=device, dtype=dtype)
     out = enc(images)
-    return {"encoder": name, "weights": enc.weights_id, "images": names, "input_shape": list(images.shape),
+    return {"encoder": name, "weights": enc.weights_id, "facts": config_row(enc.config), "images": names,
+            "input_shape": list(images.shape),
             "tokens_shape": list(out.tokens.shape), "summary_shape": list(out.summary.shape),
             "token_norms": token_norm_stats(out.tokens)}
 
@@ -80,7 +84,8 @@ def _parser() -> argparse.ArgumentParser:
         prog="theia-eval encoders", description="List the frozen-encoder registry, or encode images with one entry.",
         epilog="Config keys (key=value): pattern=GLOB weights=random|PATH|HUB_ID device=cpu|cuda dtype=float32|bf16. "
                "Examples: `theia-eval encoders`, `theia-eval encoders 'dinov2*' --json`, "
-               "`theia-eval encoders efficientnet-lite0 --image cat.jpg`.")
+               "`theia-eval encoders efficientnet-lite0 --image cat.jpg`. Besides registry names: "
+               "hf:<hub id or save_pretrained dir>, timm:<model name>, py:<module>:<callable> and installed plugins.")
     p.add_argument("name", nargs="?", help="encoder to run (a pattern like 'clip*' lists matches instead)")
     p.add_argument("--image", action="append", default=[], help="image file to encode (repeatable); default: "
                    "scikit-image's chelsea and coffee photos")
@@ -89,8 +94,9 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def run(argv: list[str]) -> int:
-    overrides, rest = split_args(argv)
-    args = _parser().parse_args(rest)
+    parser = _parser()
+    overrides, rest = split_args(argv, parser)
+    args = parser.parse_args(rest)
     cfg = compose("encoders", overrides)
     name = args.name
     if name is None or any(ch in name for ch in "*?["):
@@ -104,7 +110,11 @@ def run(argv: list[str]) -> int:
 
 
 def format_report(r: dict) -> str:
-    lines = [f"encoder {r['encoder']} (weights: {r['weights']})", f"input  {tuple(r['input_shape'])} uint8",
+    f = r["facts"]
+    lines = [f"encoder {r['encoder']} (weights: {r['weights']})",
+             f"facts  {f['family']}, {f['params_M']} M params, {f['GFLOPs']} GFLOPs, grid {f['grid']} x {f['channels']}, "
+             f"summary {f['summary_dim']} ({f['summary']}), input {f['input']} px",
+             f"input  {tuple(r['input_shape'])} uint8",
              f"tokens {tuple(r['tokens_shape'])}", f"summary {tuple(r['summary_shape'])}", "token L2 norms:"]
     s = r["token_norms"]
     for i, img in enumerate(r["images"]):

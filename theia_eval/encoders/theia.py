@@ -132,7 +132,8 @@ def official_entry(size_name: str) -> EncoderConfig:
         f"theia-{size_name}", STUDENT_SIZES[size_name], source=hub_id, offline=False, hub_id=hub_id,
         notes="Official Theia student distilled from CLIP-L, DINOv2-L and ViT-H (cdiv). weights=: a dir with "
               "model.safetensors (+config.json), the .safetensors file, a hub id, or 'random[:SEED]'. "
-              "Translator heads in the checkpoint are ignored. feature_reduce=cls|mean|max|none picks the summary.")
+              "Translator heads are not part of the encoder (theia_eval.load_theia gives the student with them). "
+              "feature_reduce=cls|mean|max|none picks the summary.")
 
 
 def register_official(size_name: str) -> None:

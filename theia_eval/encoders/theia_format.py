@@ -313,25 +313,62 @@ def load_theia_backbone(path: str | Path, num_heads: int | None = None):
 
 
 # --- exporting -----------------------------------------------------------------------------------
+MODELING_FILE = "modeling_theia.py"  # the self-contained modeling code an export carries (AutoModel)
+FEATURE_STATS_SUBDIR = "feature_stats"  # per-teacher mean/std in the reference layout
+AUTO_MAP = {"AutoConfig": "modeling_theia.TheiaConfig", "AutoModel": "modeling_theia.TheiaModel"}
+
+
 def size_of(backbone: nn.Module) -> StudentSize:
-    """The StudentSize a ViTModel's config describes."""
+    """The StudentSize a ViTModel's (or TheiaModel's) config describes."""
     c = backbone.config
     return StudentSize(width=c.hidden_size, depth=c.num_hidden_layers, heads=c.num_attention_heads,
                        mlp=c.intermediate_size, patch=c.patch_size, image_size=c.image_size)
 
 
-def export_config(backbone: nn.Module, teacher_ids: list[str], metadata: dict | None) -> dict:
-    """config.json of an export: the backbone's architecture, reduce options, teachers and user metadata."""
+def head_specs(translators: dict[str, nn.Module] | None) -> dict[str, dict]:
+    """{teacher id: {kind, source, target, hidden}} of translator heads built by theia_modeling (other modules are
+    exported under their names but not described: load_theia then reads their layout from the tensors)."""
+    return {tid: head.spec() for tid, head in (translators or {}).items() if hasattr(head, "spec")}
+
+
+def stats_entry(mean: torch.Tensor, std: torch.Tensor) -> dict[str, list[float]]:
+    return {"mean": torch.as_tensor(mean).detach().float().flatten().tolist(),
+            "std": torch.as_tensor(std).detach().float().flatten().tolist()}
+
+
+def export_config(backbone: nn.Module, teacher_ids: list[str], metadata: dict | None,
+                  heads: dict[str, dict] | None = None, feature_stats: dict | None = None,
+                  min_std: float = 1e-4) -> dict:
+    """config.json of an export: architecture, teachers, each head's layout and feature statistics, metadata,
+    plus what transformers' AutoModel needs (model_type, auto_map) and the reference's target_feature_sizes."""
     s, c = size_of(backbone), backbone.config
     shape = (s.width, s.depth, s.heads, s.mlp, s.patch, s.image_size)
     named = [n for n, v in STUDENT_SIZES.items() if (v.width, v.depth, v.heads, v.mlp, v.patch, v.image_size) == shape]
-    return {"format": FORMAT_NAME, "student_size": named[0] if named else None,
-            "backbone": STUDENT_SIZES[named[0]].hf_id if named else None,
-            "hidden_size": s.width, "num_hidden_layers": s.depth, "num_attention_heads": s.heads,
-            "intermediate_size": s.mlp, "patch_size": s.patch, "image_size": s.image_size,
-            "layer_norm_eps": c.layer_norm_eps, "hidden_act": c.hidden_act,
-            "feature_reduce_options": list(FEATURE_REDUCE_OPTIONS), "teacher_ids": teacher_ids,
-            "metadata": metadata or {}}
+    heads = heads or {}
+    names = {t["id"]: t["name"] for t in (metadata or {}).get("teachers", []) if "id" in t and "name" in t}
+    config = {"architectures": ["TheiaModel"], "model_type": "theia", "auto_map": AUTO_MAP,
+              "format": FORMAT_NAME, "student_size": named[0] if named else None,
+              "backbone": STUDENT_SIZES[named[0]].hf_id if named else None,
+              "hidden_size": s.width, "num_hidden_layers": s.depth, "num_attention_heads": s.heads,
+              "intermediate_size": s.mlp, "patch_size": s.patch, "image_size": s.image_size,
+              "layer_norm_eps": c.layer_norm_eps, "hidden_act": c.hidden_act,
+              "image_mean": [0.5, 0.5, 0.5], "image_std": [0.5, 0.5, 0.5],
+              "feature_reduce_method": None, "feature_reduce_options": list(FEATURE_REDUCE_OPTIONS),
+              "teacher_ids": teacher_ids, "teacher_names": {t: names.get(t, t) for t in teacher_ids},
+              "translator_heads": heads, "target_feature_sizes": {t: h["target"] for t, h in heads.items()},
+              "feature_stats": {t: stats_entry(*v) for t, v in (feature_stats or {}).items()},
+              "min_std": float(min_std), "dtype": "float32", "torch_dtype": "float32",
+              "metadata": metadata or {}}
+    if heads and all(h["kind"] == "lconv" for h in heads.values()):
+        config["translator_type"] = "lconv"  # the reference's TheiaConfig key
+    return config
+
+
+def modeling_source() -> Path:
+    """theia_modeling.py, the file an export carries as modeling_theia.py."""
+    from theia_eval.encoders import theia_modeling
+
+    return Path(theia_modeling.__file__)
 
 
 def export_state(backbone: nn.Module, translators: dict[str, nn.Module] | None) -> dict[str, torch.Tensor]:
@@ -354,14 +391,24 @@ def replace_dir(tmp: Path, path: Path) -> None:
 
 
 def export_theia(backbone: nn.Module, path: str | Path, translators: dict[str, nn.Module] | None = None,
-                 metadata: dict | None = None) -> Path:
-    """Write model.safetensors (official key names) + config.json to the directory `path`, atomically."""
+                 metadata: dict | None = None, feature_stats: dict | None = None, min_std: float = 1e-4) -> Path:
+    """Write an export directory atomically: model.safetensors (official key names), config.json (architecture,
+    heads, feature statistics, AutoModel fields), modeling_theia.py, and feature_stats/ (reference layout).
+
+    feature_stats: {teacher id: (mean, std)} per channel, the statistics the targets were standardized with."""
+    stats = {t: (torch.as_tensor(m), torch.as_tensor(sd)) for t, (m, sd) in (feature_stats or {}).items()}
+    config = export_config(backbone, sorted(translators or {}), metadata, head_specs(translators), stats, min_std)
+    return write_export_dir(path, export_state(backbone, translators), config, stats)
+
+
+def write_export_dir(path: str | Path, state: dict[str, torch.Tensor], config: dict, feature_stats: dict,
+                     card_text: str | None = None) -> Path:
+    """The export folder from its parts, written to a temp folder and moved into place when complete."""
     from safetensors.torch import save_file
 
     path = Path(path).expanduser()
     if path.exists() and not path.is_dir():
         raise InputError(f"export path {path} is a file; pass a directory path (it will hold {WEIGHTS_FILE}).")
-    config = export_config(backbone, sorted(translators or {}), metadata)
     try:
         text = json.dumps(config, indent=2, sort_keys=True)
     except TypeError as exc:
@@ -371,9 +418,23 @@ def export_theia(backbone: nn.Module, path: str | Path, translators: dict[str, n
     tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
     tmp.mkdir()
     try:
-        save_file(export_state(backbone, translators), str(tmp / WEIGHTS_FILE), metadata={"format": "pt"})
+        save_file(state, str(tmp / WEIGHTS_FILE), metadata={"format": "pt"})
         (tmp / CONFIG_FILE).write_text(text + "\n")
+        write_carried_files(tmp, feature_stats)
+        if card_text is not None:
+            (tmp / "CARD.md").write_text(card_text)
+        for p in tmp.rglob("*"):  # readable by everyone (exports get packaged and shared)
+            p.chmod(0o755 if p.is_dir() else 0o644)
         replace_dir(tmp, path)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return path
+
+
+def write_carried_files(directory: Path, feature_stats: dict) -> None:
+    """modeling_theia.py and feature_stats/ (reference layout) beside the weights."""
+    from theia_eval.distill.stats import save_feature_stats
+
+    shutil.copyfile(modeling_source(), directory / MODELING_FILE)
+    for tid, (mean, std) in feature_stats.items():
+        save_feature_stats(directory / FEATURE_STATS_SUBDIR, tid, mean, std)

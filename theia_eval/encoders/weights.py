@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import torch
@@ -144,9 +145,13 @@ def load_torch_file(config: EncoderConfig, path: Path, trust: bool = False) -> o
         with torch.serialization.safe_globals([argparse.Namespace]):  # MAE-style files keep their 'args'
             return torch.load(path, map_location="cpu", weights_only=not trust)
     except pickle.UnpicklingError as exc:
+        found = re.search(r"GLOBAL ([\w.]+)", str(exc))  # torch's own text suggests weights_only=False: not shown
+        what = f" ({found.group(1)})" if found else ""
         raise CheckpointMismatchError(
-            f"{config.name}: {path} holds Python objects besides tensors and was not unpickled ({exc}). If you trust "
-            f"the file pass create_encoder('{config.name}', weights=PATH, trust_checkpoint=True), or re-save only "
-            "the tensors.") from exc
-    except (RuntimeError, EOFError, OSError) as exc:
-        raise CheckpointMismatchError(f"{config.name}: could not read {path} as a torch checkpoint ({exc}).") from exc
+            f"{config.name}: {path} holds Python objects besides tensors{what}, so it was not unpickled (unpickling "
+            "can run code). Re-save only its tensors where the file comes from (torch.save(model.state_dict(), "
+            "PATH) or safetensors) and pass that file.") from exc
+    except (RuntimeError, EOFError, OSError, KeyError, ValueError, TypeError, AttributeError) as exc:
+        raise CheckpointMismatchError(f"{config.name}: could not read {path} as a torch checkpoint "
+                                      f"({type(exc).__name__}: {' '.join(str(exc).split())[:200]}); it is damaged or "
+                                      "not a checkpoint (a text file?). Pass the checkpoint file.") from exc

@@ -18,7 +18,7 @@ def _parser(verb: str, description: str) -> argparse.ArgumentParser:
 
 
 def _parse(parser: argparse.ArgumentParser, argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
-    overrides, rest = split_args(argv)
+    overrides, rest = split_args(argv, parser)
     return parser.parse_args(rest), overrides
 
 
@@ -60,7 +60,9 @@ def demos(argv: list[str]) -> int:
     parser = _parser("demos", "Collect scripted-expert demonstrations (robomimic HDF5, one file "
                               "per task), summarize files (--info) or import CortexBench pickles.")
     parser.add_argument("--info", nargs="+", metavar="PATH", help="summarize demo file(s) and exit")
-    parser.add_argument("--check", action="store_true", help="with --info: read every frame too")
+    parser.add_argument("--check", action="store_true", help="with --info: read every frame and array too, and "
+                                                               "refuse non-finite (NaN/inf) actions, proprio, states "
+                                                               "or rewards")
     parser.add_argument("--import", dest="import_pickle", metavar="SOURCE",
                         help="import public demos into our format (needs task=... and out=PATH): a CortexBench "
                              "pickle (.pkl/.pickle), or for adroit/* a Minari D4RL Adroit dataset directory "
@@ -80,7 +82,7 @@ def _info(paths: list[str], check: bool) -> int:
     for path in paths:
         print(format_info(dataset_info(path)))
         if check:
-            print(f"  check: read {verify_frames(path)} frames, all readable")
+            print(f"  check: read {verify_frames(path)} frames, all readable, every number finite")
     return 0
 
 

@@ -409,15 +409,24 @@ def open_demos(path: str | Path, expect_preset: str | None = None,
     return demos
 
 
+def check_finite(demo: Demo, key: str, values: np.ndarray) -> None:
+    """Refuse NaN or infinite numbers in a demo array (a policy trained on them learns garbage)."""
+    if values.dtype.kind == "f" and not np.isfinite(values).all():
+        bad = np.argwhere(~np.isfinite(values))
+        raise InputError(f"{demo.path}:{demo._group.name}/{key} has {len(bad)} non-finite value(s) (NaN/inf), the "
+                         f"first at index {tuple(int(i) for i in bad[0])}: the file is damaged or was written by a "
+                         "faulty expert. Collect or import it again.")
+
+
 def verify_frames(path: str | Path) -> int:
-    """Read every stored array once (finds corrupt chunks); returns the number of frames read."""
+    """Read every stored array once (finds corrupt chunks and non-finite numbers); returns the frames read."""
     frames = 0
     with DemoFile(path) as demos:
         for demo in demos:
             for block in demo.iter_frames():
                 frames += len(block)
             for key in ARRAY_KEYS + ("proprio", "state"):
-                getattr(demo, key)
+                check_finite(demo, key, getattr(demo, key))
     return frames
 
 

@@ -40,6 +40,7 @@ from theia_eval.envs.env import TaskEnv
 from theia_eval.envs.renderer import RenderSpec
 from theia_eval.envs.tasks import TaskSpec, get_task
 from theia_eval.errors import InputError, TheiaEvalError
+from theia_eval.io import read_json, remove_stale_temp_files
 
 DEFAULT_BASE_SEED = 54321
 
@@ -234,7 +235,10 @@ def scan_progress(path: Path, wanted: DatasetMeta) -> Progress:
             refs += [DemoRef(part, d.name, d.seed) for d in demos]
     failed_file = parts / "failed_seeds.json"
     if failed_file.exists():
-        failed |= set(json.loads(failed_file.read_text()))
+        seeds = read_json(failed_file, "the failed-seeds record")
+        if not isinstance(seeds, list) or not all(isinstance(s, int) for s in seeds):
+            raise InputError(f"{failed_file} must hold a list of seeds, got {seeds!r}: delete it and run again.")
+        failed |= set(seeds)
     unique = {r.seed: r for r in refs}
     return Progress(sorted(unique.values(), key=lambda r: r.seed), failed, bool(part_files))
 
@@ -327,6 +331,8 @@ def collect_task(task: str | TaskSpec, out_dir: str | Path, cfg: DemoConfig,
     start = time.perf_counter()
     path = demo_path(out_dir, spec)
     meta = recipe_meta(spec, cfg)
+    for folder in (path.parent, parts_dir(path)):  # temporary files of killed runs
+        remove_stale_temp_files(folder)
     progress = scan_progress(path, meta)
     missing = cfg.num_demos - len(progress.refs)
     new = 0

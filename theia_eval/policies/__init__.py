@@ -7,18 +7,25 @@
 - stats:   Wilson interval and mean +- s.e.
 See docs/policies.md.
 """
-from theia_eval.policies.bc import BCConfig, BCPolicy, BCResult, WindowDataset, load_policy, train_bc
-from theia_eval.policies.cache import (
-    ArrayDemoSource,
-    DemoSource,
-    EmbeddingCache,
-    HDF5DemoSource,
-    get_or_build_cache,
-    match_cache_precision,
-)
-from theia_eval.policies.heads import PolicyShapes, create_head, head_input_kind, list_heads, register_head
-from theia_eval.policies.history import HistoryBuffer, fuse, window_indices
-from theia_eval.policies.stats import mean_sem, wilson_interval
+import importlib
+
+_EXPORTS = {
+    "bc": ("BCConfig", "BCPolicy", "BCResult", "WindowDataset", "load_policy", "train_bc"),
+    "cache": ("ArrayDemoSource", "DemoSource", "EmbeddingCache", "HDF5DemoSource", "get_or_build_cache",
+              "match_cache_precision"),
+    "heads": ("PolicyShapes", "create_head", "head_input_kind", "list_heads", "register_head"),
+    "history": ("HistoryBuffer", "fuse", "window_indices"),
+    "stats": ("mean_sem", "wilson_interval"),
+}
+_MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
+
+
+def __getattr__(name: str):
+    """Import torch and the submodules on first use (the CLI checks its settings before that)."""
+    if name in _MODULE_OF:
+        return getattr(importlib.import_module(f"theia_eval.policies.{_MODULE_OF[name]}"), name)
+    raise AttributeError(f"module 'theia_eval.policies' has no attribute {name!r}")
+
 
 __all__ = ["ArrayDemoSource", "BCConfig", "BCPolicy", "BCResult", "DemoSource", "EmbeddingCache", "HDF5DemoSource",
            "HistoryBuffer", "PolicyShapes", "WindowDataset", "create_head", "fuse", "get_or_build_cache",

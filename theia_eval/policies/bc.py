@@ -255,23 +255,43 @@ def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
+CHECKPOINT_KEYS = ("format", "epoch", "config", "shapes", "model")
+
+
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """A checkpoint dict, every tensor on CPU (safe `weights_only` loading)."""
+    """A checkpoint dict, every tensor on CPU (safe `weights_only` loading); anything else is refused."""
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise InputError(f"checkpoint {path} does not exist.") from None
     except Exception as exc:  # torch raises many types for damaged files
-        raise CheckpointMismatchError(f"checkpoint {path} cannot be read ({exc}); delete it to start over.") from exc
+        first = " ".join(str(exc).split())[:300]
+        raise CheckpointMismatchError(f"checkpoint {path} cannot be read as a theia-eval policy checkpoint ({first}); "
+                                      "it is damaged or another kind of file: delete it to start over.") from exc
+    missing = [k for k in CHECKPOINT_KEYS if not isinstance(ckpt, dict) or k not in ckpt]
+    if missing or ckpt.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointMismatchError(f"{path} is not a theia-eval policy checkpoint (format {CHECKPOINT_FORMAT}; "
+                                      f"missing {missing or 'nothing'}, format {ckpt.get('format') if isinstance(ckpt, dict) else '?'}): "
+                                      "it comes from another program or version. Delete it to start over.")
+    return ckpt
+
+
+def policy_from_checkpoint(ckpt: dict[str, Any], device: str | torch.device = "cpu",
+                           where: str | Path = "checkpoint") -> BCPolicy:
+    """Rebuild a trained BCPolicy (eval mode) from a loaded checkpoint dict."""
+    try:
+        config = BCConfig(**ckpt["config"])
+        policy = BCPolicy(create_head(config.head, PolicyShapes(**ckpt["shapes"]), config.head_config))
+        policy.load_state_dict(ckpt["model"])
+    except (TypeError, KeyError, RuntimeError, ValueError) as exc:
+        raise CheckpointMismatchError(f"{where} does not rebuild a policy ({' '.join(str(exc).split())[:300]}); it "
+                                      "was written by another version or damaged: train again.") from exc
+    return policy.to(device).eval()
 
 
 def load_policy(path: str | Path, device: str | torch.device = "cpu") -> BCPolicy:
     """Rebuild a trained BCPolicy (eval mode) from last.pt / best.pt."""
-    ckpt = load_checkpoint(path)
-    config = BCConfig(**ckpt["config"])
-    policy = BCPolicy(create_head(config.head, PolicyShapes(**ckpt["shapes"]), config.head_config))
-    policy.load_state_dict(ckpt["model"])
-    return policy.to(device).eval()
+    return policy_from_checkpoint(load_checkpoint(path), device, path)
 
 
 # --- training --------------------------------------------------------------------------------------
@@ -323,12 +343,28 @@ def _canon(value: Any) -> Any:
     return json.loads(json.dumps(value, sort_keys=True, default=str))
 
 
-def _restore(path: Path, config: BCConfig, policy: BCPolicy, opt: torch.optim.Optimizer,
-             gen: torch.Generator) -> _State:
-    ckpt = load_checkpoint(path)  # on CPU: RNG states must stay there; load_state_dict moves the rest
-    old = {k: _canon(v) for k, v in ckpt["config"].items() if k not in RESUMABLE_FIELDS}
+def config_differences(stored: dict[str, Any], config: BCConfig) -> dict[str, tuple[Any, Any]]:
+    """{field: (checkpoint's, config's)} of the BCConfig fields that may not change on resume."""
+    old = {k: _canon(v) for k, v in stored.items() if k not in RESUMABLE_FIELDS}
     new = {k: _canon(v) for k, v in dataclasses.asdict(config).items() if k not in RESUMABLE_FIELDS}
-    diff = {k: (old.get(k), new[k]) for k in new if old.get(k) != new[k]}
+    return {k: (old.get(k), new[k]) for k in new if old.get(k) != new[k]}
+
+
+def _restore(path: Path, config: BCConfig, policy: BCPolicy, opt: torch.optim.Optimizer,
+             gen: torch.Generator, run: dict[str, Any] | None = None) -> _State:
+    ckpt = load_checkpoint(path)  # on CPU: RNG states must stay there; load_state_dict moves the rest
+    missing = [k for k in ("optimizer", "generator", "rng", "history", "best") if k not in ckpt]
+    if missing:
+        raise CheckpointMismatchError(f"{path} cannot be resumed: it lacks {missing} (not a last.pt of "
+                                      "`train_bc`). Use a new out_dir, or delete it to start over.")
+    theirs = ckpt.get("run")
+    if run is not None and theirs is not None:
+        other = {k: (theirs.get(k), v) for k, v in run.items() if k in theirs and _canon(theirs[k]) != _canon(v)}
+        if other:
+            raise CheckpointMismatchError(f"{path} belongs to another run {other} (checkpoint, this run): it was "
+                                          "copied from elsewhere or the demos changed. Use a new out_dir, or delete "
+                                          "it to start over.")
+    diff = config_differences(ckpt["config"], config)
     if diff:
         raise CheckpointMismatchError(f"{path} was trained with other settings {diff} (old, new); use a new "
                                       "out_dir or resume=False to start over.")
@@ -343,8 +379,8 @@ def _restore(path: Path, config: BCConfig, policy: BCPolicy, opt: torch.optim.Op
 
 
 def _payload(config: BCConfig, policy: BCPolicy, opt: torch.optim.Optimizer, gen: torch.Generator,
-             state: _State) -> dict[str, Any]:
-    return {"format": CHECKPOINT_FORMAT, "epoch": state.epoch, "config": dataclasses.asdict(config),
+             state: _State, run: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {"format": CHECKPOINT_FORMAT, "epoch": state.epoch, "run": run, "config": dataclasses.asdict(config),
             "shapes": dataclasses.asdict(policy.shapes), "model": policy.state_dict(), "optimizer": opt.state_dict(),
             "generator": gen.get_state(), "rng": _rng_state(), "history": state.history, "best": state.best}
 
@@ -388,11 +424,12 @@ def _improves(value: float, best: dict[str, float] | None, mode: str) -> bool:
 
 
 def train_bc(data: WindowDataset, config: BCConfig, out_dir: str | Path | None = None, eval_fn: EvalFn | None = None,
-             policy: BCPolicy | None = None, resume: bool = True) -> BCResult:
+             policy: BCPolicy | None = None, resume: bool = True, run: dict[str, Any] | None = None) -> BCResult:
     """Train a head on `data` by MSE; see the module docstring for eval, checkpoints and resume.
 
     policy: a prebuilt BCPolicy (checked against the data) or None to build one from
-    `data.shapes()`. out_dir None: no checkpoints, no resume.
+    `data.shapes()`. out_dir None: no checkpoints, no resume. run: what the checkpoints belong to (task,
+    encoder, demos, ...), stored in them; resuming a checkpoint of another run is refused.
     """
     _check_config(config, data)
     policy = policy or build_policy(config, data.shapes(), data)
@@ -402,7 +439,7 @@ def train_bc(data: WindowDataset, config: BCConfig, out_dir: str | Path | None =
     gen = torch.Generator().manual_seed(config.seed)
     out = Path(out_dir) if out_dir is not None else None
     last, best_path = (out / "last.pt", out / "best.pt") if out else (None, None)
-    state = _restore(last, config, policy, opt, gen) if resume and last and last.exists() else _State()
+    state = _restore(last, config, policy, opt, gen, run) if resume and last and last.exists() else _State()
     if out:
         out.mkdir(parents=True, exist_ok=True)
     steps = _num_batches(len(data), config.batch_size)
@@ -419,8 +456,8 @@ def train_bc(data: WindowDataset, config: BCConfig, out_dir: str | Path | None =
             if improved:
                 state.best = {"epoch": epoch, "value": float(row[config.best_metric])}
             if out and improved:
-                save_checkpoint(best_path, _payload(config, policy, opt, gen, state))
+                save_checkpoint(best_path, _payload(config, policy, opt, gen, state, run))
             if out:
-                save_checkpoint(last, _payload(config, policy, opt, gen, state))
+                save_checkpoint(last, _payload(config, policy, opt, gen, state, run))
     has_best = out is not None and state.best is not None
     return BCResult(policy.eval(), state.history, state.best, last, best_path if has_best else None)

@@ -5,14 +5,19 @@ A cache is one folder `<root>/<encoder name>/<key hash[:20]>/` holding
                   frames of all demos, demo after demo (rows offsets[i] .. offsets[i] + lengths[i] - 1);
 - actions.npy     float32 (N, A);  proprio.npy float32 (N, P) (P may be 0);
 - manifest.json   key fields and their sha256 (`key_hash`), shapes, dtype, demo keys/offsets/lengths,
-                  encoder name, weights id, byte size and sha256 of each file, creation time.
+                  encoder name, weights id, byte size and sha256 of each file, the crc32 of every 8 MiB
+                  chunk of each file (`chunks`), creation time.
 The key is (cache format, kind, encoder identity: name + weights id (+ size/mtime when it is a
 local path) + grid/dims/input size/preprocessing/dtype, demo-source fingerprint). Heads and
 training seeds are not part of it, so every head and seed reuses one cache. A changed key gives a
 new folder; a folder that fails its checks (missing/truncated files, sizes or shapes that
-disagree with the manifest) is rebuilt by `get_or_build_cache` and rejected by
-`EmbeddingCache.open`. Folders are written under a temporary name and renamed into place, under
-a lock file, so parallel jobs (3 seeds) encode once.
+disagree with the manifest, a chunk whose checksum differs: corruption of the same size) is
+rebuilt by `get_or_build_cache` and rejected by `EmbeddingCache.open`. The checksums are verified
+on every open by default (crc32 per chunk, about 1 GB/s, once per process; caches written before
+the chunk checksums by their sha256). Folders are written under a temporary name and renamed into
+place, under a lock file, so parallel jobs (3 seeds) encode once; a temporary folder left by a
+killed build is removed by the next build under that lock (or by any build in the same encoder
+folder once its lock is free).
 
 Demo sources follow the small `DemoSource` protocol: `HDF5DemoSource` reads robomimic-layout files
 (data/demo_i/{obs/rgb, obs/proprio, actions}, mask/<split>), `ArrayDemoSource` wraps arrays.
@@ -30,6 +35,7 @@ import re
 import shutil
 import time
 import uuid
+import zlib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,6 +53,7 @@ CACHE_FORMAT = 1
 KINDS = ("tokens", "summary")
 FLOAT16_MAX = float(np.finfo(np.float16).max)
 _HASH_CHUNK = 8 << 20
+CHECK_CHUNK = 8 << 20  # bytes per crc32 chunk in the manifest
 
 
 # --- demo sources ----------------------------------------------------------------------------------
@@ -132,6 +139,41 @@ def file_sha256(path: str | Path) -> str:
                 h.update(block)
         _FILE_HASHES[memo_key] = h.hexdigest()
     return _FILE_HASHES[memo_key]
+
+
+def chunk_crc32(path: str | Path, chunk: int = CHECK_CHUNK) -> list[int]:
+    """crc32 of every `chunk` bytes of a file, in order."""
+    out = []
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(chunk), b""):
+            out.append(zlib.crc32(block))
+    return out
+
+
+_VERIFIED: set[tuple] = set()
+
+
+def _stat_key(path: Path) -> tuple:
+    st = os.stat(path)
+    return (os.path.realpath(path), st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+
+
+def verify_file(path: Path, info: Mapping[str, Any], chunks: Mapping[str, Any] | None) -> None:
+    """Compare a cache file with its manifest checksums (crc32 per chunk, else sha256); once per process."""
+    key = _stat_key(path)
+    if key in _VERIFIED:
+        return
+    if chunks:
+        size = int(chunks["bytes_per_chunk"])
+        found = chunk_crc32(path, size)
+        bad = [i for i, (a, b) in enumerate(zip(found, chunks["crc32"])) if a != b]
+        if bad or len(found) != len(chunks["crc32"]):
+            where = f"bytes {bad[0] * size}-{(bad[0] + 1) * size - 1}" if bad else "its chunk count"
+            raise ValueError(f"{path.name} does not match its checksums in the manifest at {where} "
+                             f"({len(bad)} chunk(s) differ: corrupted)")
+    elif file_sha256(path) != info["sha256"]:
+        raise ValueError(f"{path.name} does not match its sha256 in the manifest (corrupted)")
+    _VERIFIED.add(key)
 
 
 def _demo_order(name: str) -> tuple[int, str]:
@@ -331,14 +373,16 @@ class EmbeddingCache(EmbeddingShapes):
         raise InputError(f"demo '{key}' is not in the cache at {self.path}; it holds {self.demo_keys[:5]}...")
 
     @classmethod
-    def open(cls, path: str | Path, verify: bool = False) -> "EmbeddingCache":
-        """Open and check a cache folder; verify=True also compares every file's sha256 to the manifest."""
+    def open(cls, path: str | Path, verify: bool = True) -> "EmbeddingCache":
+        """Open and check a cache folder: sizes and shapes against the manifest, and (verify=True, the default)
+        every file's checksums (crc32 per chunk; sha256 for caches written without chunk checksums)."""
         path = Path(path)
         try:
             return cls._open_checked(path, verify)
         except (OSError, ValueError, KeyError, TypeError, json.JSONDecodeError) as exc:
-            raise InputError(f"embedding cache at {path} is unreadable or incomplete ({type(exc).__name__}: {exc}); "
-                             "delete that folder or call get_or_build_cache(..., rebuild=True).") from exc
+            raise InputError(f"embedding cache at {path} is unreadable, incomplete or corrupted ({type(exc).__name__}: "
+                             f"{exc}); delete that folder, or rebuild it (`theia-eval embed ... rebuild=true`, "
+                             "get_or_build_cache(..., rebuild=True)).") from exc
 
     @classmethod
     def _open_checked(cls, path: Path, verify: bool) -> "EmbeddingCache":
@@ -349,8 +393,8 @@ class EmbeddingCache(EmbeddingShapes):
             size = (path / name).stat().st_size
             if size != info["bytes"]:
                 raise ValueError(f"{name} has {size} bytes, the manifest says {info['bytes']} (truncated?)")
-            if verify and file_sha256(path / name) != info["sha256"]:
-                raise ValueError(f"{name} does not match its sha256 in the manifest (corrupted)")
+            if verify:
+                verify_file(path / name, info, (manifest.get("chunks") or {}).get(name))
         emb = np.load(path / "embeddings.npy", mmap_mode="r")
         actions, proprio = np.load(path / "actions.npy"), np.load(path / "proprio.npy")
         n = sum(d["length"] for d in manifest["demos"])
@@ -444,22 +488,24 @@ def build_cache(encoder: Any, source: DemoSource, path: str | Path, kind: str = 
         if path.exists():
             shutil.rmtree(path)
         os.replace(tmp, path)
+        _VERIFIED.update(_stat_key(path / n) for n in manifest["files"])  # checksummed just now
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
-    return EmbeddingCache.open(path)
+    return EmbeddingCache.open(path, verify=False)
 
 
 def _manifest(folder: Path, key: Mapping[str, Any], encoder: Any, keys: list[str], lengths: list[int],
               shape: tuple[int, ...], action_dim: int, proprio_dim: int) -> dict[str, Any]:
     offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]]).tolist()
-    files = {n: {"bytes": (folder / n).stat().st_size, "sha256": file_sha256(folder / n)}
-             for n in ("embeddings.npy", "actions.npy", "proprio.npy")}
+    names = ("embeddings.npy", "actions.npy", "proprio.npy")
+    files = {n: {"bytes": (folder / n).stat().st_size, "sha256": file_sha256(folder / n)} for n in names}
+    chunks = {n: {"bytes_per_chunk": CHECK_CHUNK, "crc32": chunk_crc32(folder / n)} for n in names}
     return {"format": CACHE_FORMAT, "key_hash": key_hash(key), "key": key, "kind": key["kind"],
             "encoder": encoder.config.name, "weights_id": str(getattr(encoder, "weights_id", "")),
             "shape": list(shape), "dtype": "float16", "action_dim": action_dim, "proprio_dim": proprio_dim,
             "demos": [{"key": k, "offset": int(o), "length": int(n)} for k, o, n in zip(keys, offsets, lengths)],
-            "files": files, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+            "files": files, "chunks": chunks, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
 
 
 def cache_path(root: str | Path, encoder: Any, key: Mapping[str, Any]) -> Path:
@@ -468,10 +514,46 @@ def cache_path(root: str | Path, encoder: Any, key: Mapping[str, Any]) -> Path:
     return Path(root) / safe / key_hash(key)[:20]
 
 
+TEMP_DIR = re.compile(r"^\.(?P<target>.+)\.tmp-\d+-[0-9a-f]{8}$")
+
+
+def remove_stale_builds(folder: Path, holding: str | None = None) -> list[Path]:
+    """Remove temporary folders of killed builds in an encoder folder: those of `holding` (whose lock this
+    process holds) and those of any other cache whose lock is free; returns what was removed."""
+    removed = []
+    if not folder.is_dir():
+        return removed
+    for tmp in sorted(folder.iterdir()):
+        match = TEMP_DIR.match(tmp.name)
+        if not match or not tmp.is_dir():
+            continue
+        target = match.group("target")
+        if target == holding:
+            shutil.rmtree(tmp, ignore_errors=True)
+            removed.append(tmp)
+            continue
+        with open(folder / f"{target}.lock", "a") as lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                continue  # a build of that cache is running now
+            try:
+                shutil.rmtree(tmp, ignore_errors=True)
+                removed.append(tmp)
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+    for tmp in removed:
+        log.warning("removed %s, a temporary folder left by a killed cache build", tmp)
+    return removed
+
+
 def get_or_build_cache(encoder: Any, source: DemoSource, root: str | Path, kind: str = "tokens", *,
                        chunk_size: int = 64, progress: bool = True, rebuild: bool = False,
-                       verify: bool = False) -> EmbeddingCache:
+                       verify: bool = True) -> EmbeddingCache:
     """Open the cache for (encoder, source, kind) under `root`, encoding it first if absent or invalid.
+
+    Opening verifies the checksums (see `EmbeddingCache.open`); a cache that fails is rebuilt. Temporary
+    folders of killed builds are removed first (`remove_stale_builds`).
 
     `encoder` follows the encoder contract: `encoder(uint8 (B,H,W,3))` -> `.tokens` (B,h,w,C) and
     `.summary` (B,C'); `encoder.config` has name/grid/token_dim/summary_dim; `encoder.weights_id`.
@@ -479,6 +561,7 @@ def get_or_build_cache(encoder: Any, source: DemoSource, root: str | Path, kind:
     key = cache_key(encoder, source, kind)
     path = cache_path(root, encoder, key)
     with _locked(path.parent / f"{path.name}.lock"):
+        remove_stale_builds(path.parent, holding=path.name)
         if path.exists() and not rebuild:
             try:
                 cache = EmbeddingCache.open(path, verify=verify)

@@ -9,7 +9,6 @@ every failure is listed at the end and the exit code is 1.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections import Counter
 from dataclasses import dataclass, field
@@ -20,7 +19,7 @@ from omegaconf import DictConfig
 from theia_eval.analysis.store import ResultsStore
 from theia_eval.config import compose, config_dir, split_args
 from theia_eval.errors import InputError
-from theia_eval.io import atomic_write_text
+from theia_eval.io import atomic_write_text, read_json
 from theia_eval.sweeps.launch import run_stage
 from theia_eval.sweeps.plan import STAGES, Plan, build_plan
 
@@ -95,7 +94,7 @@ def sync_rows(plan: Plan, store: ResultsStore) -> int:
             continue
         path = run_dir(OmegaConf.create(cell["config"]), get_task(cell["task"])) / ROWS_FILE
         if path.is_file():
-            added += store.append(json.loads(path.read_text()))
+            added += store.append(read_json(path, "the rows of a finished cell"))
     return added
 
 
@@ -178,8 +177,9 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def sweep(argv: list[str]) -> int:
-    overrides, rest = split_args(argv)
-    args = _parser().parse_args(rest)
+    parser = _parser()
+    overrides, rest = split_args(argv, parser)
+    args = parser.parse_args(rest)
     if not any(o.split("=", 1)[0].lstrip("+~") == "sweep" for o in overrides):
         raise InputError("name a sweep: `theia-eval sweep sweep=NAME` (see `theia-eval sweep --help` for the list).")
     cfg = compose("sweep", overrides)

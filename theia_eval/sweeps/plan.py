@@ -28,6 +28,7 @@ from typing import Any
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from theia_eval.errors import InputError, unknown_name
+from theia_eval.schema import check_config
 from theia_eval.sweeps.protocol import deviations, protocol_label
 
 PLAN_FORMAT = 1
@@ -123,11 +124,11 @@ def looks_local(weights: str) -> bool:
 
 def check_encoder(entry: EncoderEntry) -> None:
     """The name is registered and, when no weights are given, its default weights are available offline."""
-    from theia_eval.encoders import get_encoder_config, list_encoders
+    from theia_eval.encoders import get_encoder_config
+    from theia_eval.encoders.registry import get_entry
     from theia_eval.encoders.weights import weights_available
 
-    if entry.name not in list_encoders():
-        raise unknown_name("encoder", entry.name, list_encoders())
+    get_entry(entry.name)  # an unknown name raises here; hf:/timm:/py: names are located (offline) too
     if entry.student is not None:  # made by the sweep's distill stage
         return
     if entry.weights is not None:
@@ -163,13 +164,14 @@ def parse_student(item: Any, students_dir: Path, device: str) -> StudentEntry:
     item = to_plain(item)
     if not isinstance(item, Mapping) or "label" not in item or set(item) - STUDENT_KEYS:
         raise InputError(f"bad distill entry {item!r}: use keys {sorted(STUDENT_KEYS)} (label required).")
-    cfg = compose("distill", [])
+    cfg = compose("distill", [], paths=False)
     settings = {k: item[k] for k in ("teachers", "student", "seed") if k in item}
     frames = frame_settings(item["frames"]) if item.get("frames") is not None else None
     if frames is None and item.get("data") is None:
         raise InputError(f"student '{item['label']}' needs data=PATH (images) or frames={{...}} (a frame set "
                          "the sweep renders).")
     cfg = merge_checked(cfg, {**settings, **(item.get("overrides") or {})}, f"distill entry '{item['label']}'")
+    check_config("distill", cfg, f"the sweep's distill entry '{item['label']}'")
     frames_dir = students_dir / "frames" / stable_hash(frames, 10) if frames else None
     cfg.data = str(frames_dir) if frames_dir else str(item["data"])
     ident = drop_keys(to_plain(cfg), DISTILL_NON_IDENTITY)
@@ -189,7 +191,7 @@ def frame_settings(value: Mapping) -> dict:
     """configs/frames.yaml merged with the entry's frames block (unknown keys refused)."""
     from theia_eval.config import compose
 
-    base = compose("frames", [])
+    base = compose("frames", [], paths=False)
     merged = to_plain(merge_checked(base, dict(value), "frames block"))
     merged.pop("out", None)
     return merged
@@ -202,10 +204,11 @@ def check_student(cfg: DictConfig) -> None:
     from theia_eval.distill.teacher_sets import resolve_teachers
     from theia_eval.distill.teachers import TEACHERS
     from theia_eval.encoders import list_encoders
+    from theia_eval.encoders.registry import is_encoder
 
     student_size(cfg.student)
     for spec in resolve_teachers(cfg.teachers, to_plain(cfg.get("teacher_weights"))):
-        if spec.name not in TEACHERS and spec.name not in list_encoders():
+        if spec.name not in TEACHERS and not is_encoder(spec.name):
             raise unknown_name("teacher", spec.name, [*TEACHERS, *list_encoders()])
 
 
@@ -250,11 +253,13 @@ def demo_recipe(demos: Mapping) -> dict:
     """The demo settings of the sweep (configs/demos.yaml keys), validated."""
     from theia_eval.config import compose
 
-    base = to_plain(compose("demos", []))
+    base = to_plain(compose("demos", [], paths=False))
     unknown = set(demos) - set(DEMO_KEYS)
     if unknown:
         raise InputError(f"unknown keys {sorted(unknown)} in the sweep's demos block; valid: {', '.join(DEMO_KEYS)}.")
-    return {k: demos.get(k, base.get(k)) for k in DEMO_KEYS}
+    recipe = {k: demos.get(k, base.get(k)) for k in DEMO_KEYS}
+    check_config("demos", recipe, "the sweep's demos block")
+    return recipe
 
 
 def demos_dir_for(root: Path, recipe: Mapping) -> Path:
@@ -368,8 +373,9 @@ def family_settings(cfg: DictConfig, family: str) -> tuple[dict, Path, DictConfi
         raise InputError(f"suite_overrides.{family} may hold demos: and train: blocks, got {sorted(extra)}.")
     recipe = demo_recipe({**to_plain(sweep.get("demos") or {}), **(extra.get("demos") or {})})
     demos_dir = demos_dir_for(Path(cfg.demos_dir), recipe)
-    base = merge_checked(compose("train", []), to_plain(sweep.get("train") or {}), "train block")
+    base = merge_checked(compose("train", [], paths=False), to_plain(sweep.get("train") or {}), "train block")
     base = merge_checked(base, extra.get("train") or {}, f"suite_overrides.{family}.train block")
+    check_config("train", base, f"the sweep's train block ({family} tasks)")
     base = merge_checked(base, {"demos_dir": str(demos_dir), "cache_dir": str(cfg.cache_dir), "device": cfg.device,
                                 "bc": {"progress": False}, "eval": {"progress": False}}, "settings")
     return recipe, demos_dir, base

@@ -5,7 +5,6 @@ Hydra job (in this process, a joblib worker or a SLURM task) with the plan read 
 """
 from __future__ import annotations
 
-import json
 import math
 import time
 from collections.abc import Callable
@@ -16,7 +15,7 @@ from omegaconf import OmegaConf
 
 from theia_eval.analysis.store import ResultsStore, now
 from theia_eval.errors import InputError
-from theia_eval.io import atomic_write_json
+from theia_eval.io import atomic_write_json, read_json
 from theia_eval.sweeps.plan import Plan, demo_config
 
 ROWS_FILE = "rows.json"
@@ -122,7 +121,7 @@ def train_cell(job: dict, plan: Plan) -> dict:
         encoder = cached_encoder(cfg.encoder, cfg.weights, cfg.device)
         metrics = train_task(cfg, spec, encoder)
         atomic_write_json(rows_file, cell_rows(job, run, metrics, encoder, started))
-    store.append(json.loads(rows_file.read_text()))
+    store.append(read_json(rows_file, "the rows of a finished cell"))
     return {"status": "done"}
 
 
@@ -215,7 +214,7 @@ def cell_rows(job: dict, run: Path, metrics: dict, encoder, started: str) -> lis
     last = metrics["last_checkpoint"]
     best = metrics.get("best_checkpoint") or last
     for checkpoint, entry in (("best", best), ("last", last)):
-        info = json.loads((run / "eval" / f"epoch_{int(entry['epoch']):03d}.json").read_text())
+        info = read_json(run / "eval" / f"epoch_{int(entry['epoch']):03d}.json", "the evaluation record")
         rows.append({**common, **checkpoint_row(job, info, entry["epoch"], checkpoint)})
     return rows
 

@@ -1,0 +1,60 @@
+"""`theia-eval decode`: a student's predicted teacher features back to teacher outputs (PNG panels, mp4)."""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+from theia_eval.config import compose, split_args, to_yaml
+from theia_eval.errors import InputError
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="theia-eval decode",
+        description="Decode a Theia student's teacher predictions: PCA colours, depth, label maps, SAM masks, "
+                    "ImageNet top-5, one PNG row per input (mp4 for videos).",
+        epilog="Config keys (key=value; see configs/decode.yaml): model=NAME|PATH media=IMAGE|VIDEO|DIR|frames:PATH "
+               "out=DIR stats=DIR teachers=[id,...] every=N max_frames=N device=cpu|cuda "
+               "+decoder_weights.NAME=PATH on_missing_weights=error|pca sam.points_per_side=16.")
+    p.add_argument("--print-config", action="store_true", help="print the composed config and exit")
+    return p
+
+
+def decode(argv: list[str]) -> int:
+    """Decode every input of media= into out=; prints what was written (and fidelity for frame sets)."""
+    from theia_eval.decoding.decode import DecodeRun, Decoding, decode_media, media_items
+    from theia_eval.decoding.decoders import DecodeSettings
+    from theia_eval.decoding.fidelity import fidelity_lines
+    from theia_eval.encoders.theia_student import load_theia
+
+    parser = _parser()
+    overrides, rest = split_args(argv, parser)
+    args = parser.parse_args(rest)
+    cfg = compose("decode", overrides)
+    if args.print_config:
+        print(to_yaml(cfg))
+        return 0
+    if not cfg.media:
+        raise InputError("media= is required: an image, a video, a folder of them, or frames:PATH.")
+    c = OmegaConf.to_container(cfg, resolve=True)
+    media_items(str(c["media"]))  # a missing or empty media= fails before any model loads
+    model = load_theia(c["model"], stats=c["stats"], device=c["device"])
+    settings = DecodeSettings(size=model.config.image_size, top_k=int(c["top_k"]), device=c["device"],
+                              decoder_weights=dict(c["decoder_weights"] or {}), sam=dict(c["sam"] or {}))
+    decoding = Decoding(model, settings, c["teachers"], c["on_missing_weights"])
+    name = str(c["media"]).rstrip("/").split(":")[-1]
+    out = Path(c["out"] or Path("decoded") / (Path(name).stem or "media")).expanduser()
+    run = DecodeRun(out=out, batch_size=int(c["batch_size"]), every=int(c["every"]), max_frames=c["max_frames"],
+                    fps=c["fps"], max_images=int(c["max_images"]), score_images=c["score_images"])
+    records = decode_media(decoding, str(c["media"]), run)
+    (out / "decode.json").write_text(json.dumps({"model": c["model"], "records": records}, indent=2) + "\n")
+    for r in records:
+        written = [r[k] for k in ("png", "mp4") if k in r]
+        print(f"{r['media']}: {written if len(str(written)) < 300 else str(len(r['png'])) + ' PNG rows'}")
+        for line in fidelity_lines(r.get("fidelity", {})):
+            print(line)
+    print(f"wrote {out}")
+    return 0

@@ -1,0 +1,159 @@
+"""Bundle a finished distillation run as a shipped student asset (what `theia-offline` is).
+
+    python -m theia_eval.distill.bundle RUN_DIR ASSET_DIR --name theia-offline --recipe scripts/theia_offline.sh
+
+ASSET_DIR gets the run's final export with float16 weights (`export_half`), and, from the run's own files
+(nothing typed by hand): heldout_fit.json (held-out fit per teacher at every validation, export steps
+marked), heldout_fit.png (its plot) and CARD.md: the recipe, the data (frame sets, tasks, held-out rule),
+held-out cosine per teacher at every export step (intermediate exports stay in RUN_DIR/exports/), timings
+and the run's own card. Paths are written as given (pass repository-relative ones to keep the card portable).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+from pathlib import Path
+
+from theia_eval.distill.export import export_half
+from theia_eval.distill.fitcurve import CURVE_JSON, plot_fit_curve
+from theia_eval.errors import InputError
+
+FIT_JSON = "heldout_fit.json"
+FIT_PNG = "heldout_fit.png"
+
+
+def read_run(run_dir: Path) -> tuple[dict, dict, dict]:
+    """(summary.json, fit_curve.json, config.yaml) of a finished run."""
+    from omegaconf import OmegaConf
+
+    files = [run_dir / "summary.json", run_dir / CURVE_JSON, run_dir / "config.yaml", run_dir / "export" / "CARD.md"]
+    missing = [str(f) for f in files if not f.is_file()]
+    if missing:
+        raise InputError(f"{run_dir} is not a finished distillation run (missing {missing}); run `theia-eval distill` "
+                         "to the end first (train.export_at for intermediate exports).")
+    config = OmegaConf.to_container(OmegaConf.load(run_dir / "config.yaml"), resolve=True)
+    return json.loads(files[0].read_text()), json.loads(files[1].read_text()), config
+
+
+def frame_sets(config: dict) -> list[tuple[str, dict]]:
+    """(data spec, frame set manifest) of every frame set the run read."""
+    from theia_eval.distill.framesets import MANIFEST
+    from theia_eval.distill.sources import resolve_spec
+
+    specs = config["data"] if isinstance(config["data"], list) else [config["data"]]
+    out = []
+    for spec in specs:
+        kind, path = resolve_spec(str(spec))
+        if kind == "frames":
+            out.append((str(spec), json.loads((path / MANIFEST).read_text())))
+    return out
+
+
+def data_rows(sets: list[tuple[str, dict]]) -> list[str]:
+    rows = ["| frame set | tasks | frames | episodes | cameras | render wall time |", "|---|---|---|---|---|---|"]
+    for spec, m in sets:
+        cams = sorted({c for cs in (m.get("cameras") or {}).values() for c in cs}) or m["settings"].get("cameras")
+        tasks = m["tasks"]
+        shown = ", ".join(t.split("/", 1)[1] for t in tasks) if len(tasks) <= 6 else f"{len(tasks)} tasks"
+        rows.append(f"| `{spec}` | {m['suite']}: {shown} | {m['num_frames']} | {m['episodes']} | {', '.join(cams)} | "
+                    f"{m['wall_s']:.0f} s ({1000 * m['wall_s'] / max(m['num_frames'], 1):.0f} ms/frame) |")
+    return rows
+
+
+def fit_rows(curve: dict, summary: dict, run_dir: Path, asset: Path) -> list[str]:
+    """Held-out cosine per teacher at every export step (the final one is the shipped asset)."""
+    teachers = list(curve["points"][0]["cos"]) if curve["points"] else []
+    per_step = {p["step"]: p for p in curve["points"]}
+    rows = ["| step | images seen | " + " | ".join(f"{t} cosine" for t in teachers) + " | export |",
+            "|---|---|" + "---|" * len(teachers) + "---|"]
+    for step in curve["exports"]:
+        p = per_step.get(step)
+        if p is None:
+            continue
+        where = (f"shipped: `{asset}`" if step == curve.get("final_step")
+                 else f"`{run_dir / 'exports' / f'step-{step:06d}'}`")
+        cos = " | ".join(f"{p['cos'][t]:.4f}" for t in teachers)
+        rows.append(f"| {step} | {step * summary['batch_size']:,} | {cos} | {where} |")
+    return rows
+
+
+def bundle_card(name: str, recipe: str, run_dir: Path, asset: Path, summary: dict, curve: dict, config: dict) -> str:
+    """CARD.md of a bundled student, generated from the run's files."""
+    sets = frame_sets(config)
+    train = summary.get("train") or {}
+    rate = summary["steps_done"] * summary["batch_size"] / max(summary["timings_s"].get("train_s", 0.0), 1e-9)
+    final = curve["points"][-1] if curve["points"] else {"cos": {}, "images": 0}
+    lines = [
+        f"# {name}: a {summary['student']} Theia student distilled offline on a CPU", "",
+        f"Registry entry `{name}` (`create_encoder(\"{name}\")`): {summary['student']} ViT at {summary['image_size']} px, "
+        f"{summary['params_m']} M backbone parameters. Weights are stored in float16 (the loader upcasts to float32) in the "
+        "official Theia layout (backbone.model.*, translator.translator_heads.<teacher>.*), so "
+        "`create_encoder(\"theia\", weights=THIS_DIR)` reads it too; stats/ holds each teacher's target mean/std.", "",
+        "## How it was made", "",
+        f"One command from the repository root re-creates it and its intermediate exports: `{recipe}` "
+        "(frames, target extraction, training with exports, then this folder). The distillation command it ran:", "",
+        "```", summary.get("command") or "(library call)", "```", "",
+        f"- teachers: {', '.join(t['name'] for t in summary['teachers'])} (teacher set `{config.get('teachers')}`)",
+        f"- training: {summary['steps_done']} steps x batch {summary['batch_size']} = "
+        f"{summary['steps_done'] * summary['batch_size']:,} images "
+        f"({summary['steps_done'] * summary['batch_size'] / max(summary['train_images'], 1):.1f} epochs of "
+        f"{summary['train_images']:,} training frames), lr {summary['lr']:.3g} with "
+        f"{config['train'].get('lr_decay', 'none')} decay, {summary.get('amp')} autocast, {summary.get('attention')} "
+        f"attention, {summary.get('threads')} thread(s) on {summary['device']}",
+        f"- wall time: {summary['wall_s'] / 60:.1f} min in the distill command (targets "
+        f"{summary['timings_s'].get('targets_s', 0) / 60:.1f} min, training {summary['timings_s'].get('train_s', 0) / 60:.1f} "
+        f"min = {rate:.1f} img/s including data loading and validation)", "",
+        "## Data: frames from all three suites; the evaluation tasks held out", "",
+        *data_rows(sets), "",
+        f"Held out: {summary.get('held_out')}: {summary['val_images']:,} frames of tasks the student never trained on "
+        f"(validated on {final['images']:,} of them). Training excludes those tasks (and, for DMC, their whole domains).",
+        "Target statistics (per-channel mean/std) are computed over every frame of the data, held-out ones included.", "",
+        "## Held-out fit per export step", "",
+        "Mean per-image cosine between the translator outputs and the standardised teacher targets on the held-out "
+        "frames. Intermediate exports are not shipped (the recipe re-creates them); each loads with "
+        "`create_encoder(\"theia\", weights=DIR)`.", "",
+        *fit_rows(curve, summary, run_dir, asset), "",
+        f"![held-out cosine per teacher against the training step]({FIT_PNG})", "",
+        f"Every validation: `{FIT_JSON}`. Last logged training cosine: "
+        + ", ".join(f"{t} {v['cos']:.4f}" for t, v in (train.get("teachers") or {}).items()) + ".", "",
+        "It has seen only simulator frames and three teachers (one real ImageNet network and two exact simulator "
+        "channels); it is a working offline Theia-format encoder for CPU pipelines and studies, not a reproduction "
+        "of the paper's students.", "",
+        "The run's own card follows.", ""]
+    run_card = (run_dir / "export" / "CARD.md").read_text().replace("# ", "## Run card: ", 1)
+    return "\n".join(lines) + "\n" + run_card
+
+
+def bundle(run_dir: str | Path, asset: str | Path, name: str, recipe: str) -> Path:
+    """Write the asset folder from a finished run (replacing it)."""
+    run_dir, asset = Path(run_dir), Path(asset)
+    summary, curve, config = read_run(run_dir)
+    card = bundle_card(name, recipe, run_dir, asset, summary, curve, config)
+    export_half(run_dir / "export", asset, card_text=card)
+    shutil.copyfile(run_dir / CURVE_JSON, asset / FIT_JSON)
+    if curve["points"]:
+        plot_fit_curve(curve, asset / FIT_PNG, title=f"{name}: held-out cosine ({curve['points'][-1]['images']} "
+                                                     "frames of unseen tasks; dotted: exports)"
+                       if config.get("val_tasks") else None)
+    for p in (asset / FIT_JSON, asset / FIT_PNG):
+        if p.exists():
+            p.chmod(0o644)
+    return asset
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("run_dir")
+    p.add_argument("asset")
+    p.add_argument("--name", default="theia-offline")
+    p.add_argument("--recipe", default="scripts/theia_offline.sh", help="the command that re-creates the run")
+    args = p.parse_args(argv)
+    out = bundle(args.run_dir, args.asset, args.name, args.recipe)
+    size = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
+    print(f"bundled {args.run_dir} into {out} ({size / 2**20:.1f} MiB)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
