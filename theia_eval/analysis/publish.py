@@ -71,10 +71,28 @@ def minutes_between(a, b) -> float | None:
     return None if ta is None or tb is None else round((tb - ta).total_seconds() / 60, 1)
 
 
-def cell_lines(plan: dict, rows) -> list[dict]:
-    """Every planned cell with its status, scores and wall time."""
+def planned_cells(plan: dict, sweep_dir: Path) -> list[dict]:
+    """The cells of the sweep's whole grid (configs/sweep/<name>.yaml as shipped), else those of plan.json (a
+    sweep run piecewise with `sweep.encoders=[...]` overrides rewrites plan.json with its piece)."""
+    from theia_eval.config import compose
+    from theia_eval.sweeps.plan import build_plan
+
+    try:
+        full = build_plan(compose("sweep", [f"sweep={plan['name']}", f"out_dir={sweep_dir}"]))
+    except InputError:
+        return plan["train"]
+    known = {c["config_hash"] for c in full.train}
+    return full.train + [c for c in plan["train"] if c["config_hash"] not in known]
+
+
+def cell_lines(cells: list[dict], rows) -> list[dict]:
+    """Every planned cell with its status, scores and wall time; then finished cells the plan does not list."""
     out = []
-    for cell in plan["train"]:
+    planned = {c["config_hash"] for c in cells}
+    extra = rows[~rows.config_hash.isin(planned)].drop_duplicates("config_hash")
+    cells = cells + [{"label": r.encoder, "head": r.head, "task": r.task, "seed": int(r.seed),
+                      "config_hash": r.config_hash} for r in extra.itertuples()]
+    for cell in cells:
         mine = rows[rows.config_hash == cell["config_hash"]]
         by_ckpt = {r.checkpoint: r for r in mine.itertuples()}
         best, last = by_ckpt.get("best"), by_ckpt.get("last")
@@ -193,7 +211,7 @@ def publish_sweep(sweep_dir: str | Path, dest: str | Path, claims=None, command:
         rows[col] = rows[col].map(lambda v: portable(v, root) if isinstance(v, str) else v)
     rows.insert(0, "schema_version", SCHEMA_VERSION)
     atomic_write_text(dest / "results.csv", rows.to_csv(index=False))
-    cells = cell_lines(plan, rows)
+    cells = cell_lines(planned_cells(plan, sweep_dir), rows)
     atomic_write_json(dest / "cells.json", cells)
     atomic_write_text(dest / "cells.md", cells_markdown(cells, plan["name"]))
     text, info = run_info(sweep_dir, cells, command)
