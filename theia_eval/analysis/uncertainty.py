@@ -92,20 +92,11 @@ class Paired:
 
 
 def wilson_percent(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    """Wilson score 95 % interval of successes/n, in percent (inside [0, 100], not empty at 0/n or n/n).
+    """Wilson score 95 % interval of successes/n in percent: policies.stats.wilson_interval (the formula the eval
+    JSONs use; importing it does not load torch)."""
+    from theia_eval.policies.stats import wilson_interval
 
-    The formula of policies.stats.wilson_interval (which the eval JSONs use), kept here so that reading a
-    leaderboard does not import the policy stack (torch): center = (p + z^2/2n) / (1 + z^2/n),
-    half = z sqrt(p (1-p)/n + z^2/4n^2) / (1 + z^2/n).
-    """
-    if n <= 0 or not 0 <= successes <= n:
-        raise InputError(f"a Wilson interval needs n >= 1 and 0 <= successes <= n; got {successes}/{n}.")
-    p, z2 = successes / n, z * z
-    denom = 1.0 + z2 / n
-    center = (p + z2 / (2 * n)) / denom
-    half = z * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / denom
-    lo = 0.0 if successes == 0 else max(0.0, center - half)
-    hi = 1.0 if successes == n else min(1.0, center + half)
+    lo, hi = wilson_interval(successes, n, z)
     return 100.0 * lo, 100.0 * hi
 
 
