@@ -1,7 +1,13 @@
 """`theia-eval <verb> [key=value ...] [--flags]`: one entry point, verbs imported lazily.
 
 Each verb is a function `run(argv: list[str]) -> int` in the module named below; it parses its own
---flags with argparse and composes its Hydra config from key=value overrides (theia_eval.config).
+--flags with argparse and composes its Hydra config from key=value overrides (theia_eval.config), whose
+values are checked before any work (theia_eval.schema).
+
+Errors: a TheiaEvalError, or an OSError (an unreadable input, an unwritable output path, a full disk),
+ends the command with exit code 2 and one paragraph `theia-eval VERB: error: ...` on stderr; tracebacks
+that worker processes (DataLoader, simulator workers) attach to their messages are cut down to the
+original message. Other exceptions are bugs and keep their traceback.
 """
 from __future__ import annotations
 
@@ -64,11 +70,23 @@ def worker_message(text: str) -> str:
     return f"{original} (raised {where})"
 
 
+def strip_tracebacks(text: str) -> str:
+    """A message that carries other processes' tracebacks (e.g. simulator workers) without their frames:
+    what failed and each final exception line remain."""
+    chain = ("Traceback (most recent call last):", "During handling of the above exception",
+             "The above exception was the direct cause")
+    kept = [line for line in text.splitlines() if line.strip() and not line.startswith((" ", "\t"))
+            and not line.startswith(chain)]
+    return " ".join(re.sub(r"^theia_eval\.errors\.\w+: ", "", line) for line in kept)
+
+
 def error_message(exc: BaseException) -> str:
     """One paragraph: the message of a TheiaEvalError, or an OS error with its path and what to do."""
     text = str(exc)
     if "\nOriginal Traceback" in text:
         text = worker_message(text)
+    elif "Traceback (most recent call last):" in text:
+        text = strip_tracebacks(text)
     elif isinstance(exc, OSError) and not isinstance(exc, TheiaEvalError):
         names = " -> ".join(str(f) for f in (exc.filename, exc.filename2) if f is not None)
         reason = exc.strerror or text

@@ -200,7 +200,7 @@ SCHEMAS: dict[str, dict[str, Rule]] = {
         "eval.video": flag(), "eval.video_episodes": count(0), "eval.progress": flag(),
     },
     "evaluate": {
-        "run": input_path(note="a run directory written by `theia-eval train`"), "checkpoint": choice("best", "last"),
+        "run": input_path(null="none given: the command asks for one", note="a run directory written by `theia-eval train`"), "checkpoint": choice("best", "last"),
         "episodes": count(), "base_seed": SEED, "num_envs": count(), "groups": count(), "video": flag(),
         "force": flag(), "device": text(), "threads": THREADS, "progress": flag(),
     },
@@ -236,7 +236,7 @@ SCHEMAS: dict[str, dict[str, Rule]] = {
         "leaderboard": flag(),
     },
     "leaderboard": {
-        "results": input_path(note="the results store of a sweep"), "out_dir": output_dir(null="<results folder>/leaderboard"),
+        "results": input_path(null="none given: the command asks for one", note="the results store of a sweep"), "out_dir": output_dir(null="<results folder>/leaderboard"),
         "sweep": text(null="all sweeps"), "mujoco_suites": list_of(text()),
         "export": choice("parquet", "csv", null="no export"), "claims": any_of(text(), list_of(), null="none"),
         "runs_root": input_path(null="where the store says"), "uncertainty.resamples": count(),

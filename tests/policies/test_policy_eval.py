@@ -127,6 +127,11 @@ def test_train_then_evaluate_verbs(demos, tmp_path, capsys):
     assert main(args + common) == 0
     assert sorted(p.name for p in (tmp_path / "cache").rglob("manifest.json")) == caches
     capsys.readouterr()
+    # re-running the finished run with other evaluation settings is refused, and its config.yaml kept
+    stored = (run / "config.yaml").read_text()
+    assert main([a if a != "eval.episodes=2" else "eval.episodes=3" for a in args] + common) == 2
+    assert "holds a finished run with other settings (eval.episodes: 2 -> 3)" in capsys.readouterr().err
+    assert (run / "config.yaml").read_text() == stored
     assert main(["evaluate", f"run={run}", "checkpoint=last", "episodes=2", "groups=2", "threads=1",
                  "progress=false"]) == 0
     info = json.loads((run / "eval_info_last.json").read_text())
@@ -147,4 +152,4 @@ def test_train_bad_inputs(demos, tmp_path, capsys):
     assert main(["evaluate", f"run={tmp_path}"]) == 2
     assert "not a run directory" in capsys.readouterr().err
     assert main(["evaluate", f"run={tmp_path}", "threads=0"]) == 2
-    assert "threads must be >= 1" in capsys.readouterr().err
+    assert "threads must be an integer >= 1" in capsys.readouterr().err

@@ -78,6 +78,13 @@ def fit_rows(curve: dict, summary: dict, run_dir: Path, asset: Path) -> list[str
     return rows
 
 
+def schedule(train: dict) -> str:
+    warmup = f"{train.get('warmup_ratio', 0.1):.0%} warm-up"
+    if train.get("lr_decay", "none") == "cosine":
+        return f"{warmup}, then cosine decay to {train.get('lr_final_factor', 0.0)} x lr"
+    return f"{warmup}, then constant"
+
+
 def bundle_card(name: str, recipe: str, run_dir: Path, asset: Path, summary: dict, curve: dict, config: dict) -> str:
     """CARD.md of a bundled student, generated from the run's files."""
     sets = frame_sets(config)
@@ -98,16 +105,16 @@ def bundle_card(name: str, recipe: str, run_dir: Path, asset: Path, summary: dic
         f"- training: {summary['steps_done']} steps x batch {summary['batch_size']} = "
         f"{summary['steps_done'] * summary['batch_size']:,} images "
         f"({summary['steps_done'] * summary['batch_size'] / max(summary['train_images'], 1):.1f} epochs of "
-        f"{summary['train_images']:,} training frames), lr {summary['lr']:.3g} with "
-        f"{config['train'].get('lr_decay', 'none')} decay, {summary.get('amp')} autocast, {summary.get('attention')} "
+        f"{summary['train_images']:,} training frames), lr {summary['lr']:.3g} ({schedule(config['train'])}), "
+        f"{'bf16 autocast' if summary.get('amp') == 'bfloat16' else 'float32'}, {summary.get('attention')} "
         f"attention, {summary.get('threads')} thread(s) on {summary['device']}",
         f"- wall time: {summary['wall_s'] / 60:.1f} min in the distill command (targets "
         f"{summary['timings_s'].get('targets_s', 0) / 60:.1f} min, training {summary['timings_s'].get('train_s', 0) / 60:.1f} "
         f"min = {rate:.1f} img/s including data loading and validation)", "",
-        "## Data: frames from all three suites; the evaluation tasks held out", "",
+        "## Data", "",
         *data_rows(sets), "",
         f"Held out: {summary.get('held_out')}: {summary['val_images']:,} frames of tasks the student never trained on "
-        f"(validated on {final['images']:,} of them). Training excludes those tasks (and, for DMC, their whole domains).",
+        f"(validated on {final['images']:,} of them).",
         "Target statistics (per-channel mean/std) are computed over every frame of the data, held-out ones included.", "",
         "## Held-out fit per export step", "",
         "Mean per-image cosine between the translator outputs and the standardised teacher targets on the held-out "

@@ -27,7 +27,7 @@ import torch
 from theia_eval.distill.stats import RunningStats, check_finite, load_stats, save_stats
 from theia_eval.distill.teachers import Teacher
 from theia_eval.errors import InputError
-from theia_eval.io import atomic_write_json
+from theia_eval.io import atomic_write_json, read_json
 
 FORMAT = "theia-eval-targets/1"
 MANIFEST = "cache.json"
@@ -96,7 +96,7 @@ class TeacherCache:
         """Create the directory, or check that an existing one holds this teacher's targets for this data."""
         path = self.root / MANIFEST
         if path.is_file():
-            check_manifest(json.loads(path.read_text()), self.manifest, self.root)
+            check_manifest(read_json(path, "the target-cache manifest"), self.manifest, self.root)
             return
         self.root.mkdir(parents=True, exist_ok=True)
         atomic_write_json(path, self.manifest)
@@ -305,7 +305,7 @@ def check_cache_complete(c: TeacherCache) -> None:
     path = c.root / MANIFEST
     if not path.is_file():
         raise InputError(f"no target cache at {c.root}; run the extraction first (targets=cached extracts).")
-    check_manifest(json.loads(path.read_text()), c.manifest, c.root)
+    check_manifest(read_json(path, "the target-cache manifest"), c.manifest, c.root)
     missing = [c.shard_file(i).name for i in range(len(shard_ranges(c.num_samples, c.shard_size)))
                if not c.shard_file(i).is_file()]
     if missing:

@@ -18,7 +18,7 @@ def save_checkpoint(directory: Path, state: dict) -> Path:
     """Write checkpoints/last.pt via a temp file and rename."""
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / LAST
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")  # pid: stale ones are found
     torch.save(state, tmp)
     os.replace(tmp, path)
     return path

@@ -7,11 +7,11 @@ same Preprocess the `theia` encoder entry applies, so exported students give ide
 
 Attention kernels (`attention=`, training only; the weights and the exported model do not depend on it):
   sdpa    torch's scaled_dot_product_attention (transformers' default; flash kernels on GPUs)
-  matmul  two batched matmuls and a softmax in the input dtype. On CPUs under bf16 autocast this is
-          1.2-1.3x faster per training step than sdpa, whose CPU flash-attention backward is slow at the
-          nano student's head width 32, and than transformers' eager attention, which upcasts the
-          attention matrix to float32 for its softmax (benchmarks/RESULTS.md).
-  auto    sdpa on GPUs, matmul on CPUs
+  matmul  two batched matmuls and a softmax in the input dtype. On CPUs under bf16 autocast the nano
+          training step is about 1.3x faster with it than with sdpa, whose CPU flash-attention backward is
+          slow at head width 32 (transformers' eager attention is no better: it upcasts the attention
+          matrix to float32 for its softmax). In float32 sdpa is the faster one (benchmarks/RESULTS.md).
+  auto    matmul on CPUs under bf16 autocast, sdpa everywhere else
 """
 from __future__ import annotations
 
@@ -66,12 +66,12 @@ def matmul_attention(module: nn.Module, query: torch.Tensor, key: torch.Tensor, 
 ATTENTION_KERNELS = ("auto", "sdpa", "matmul")
 
 
-def set_attention(backbone: nn.Module, kind: str, device: torch.device) -> str:
+def set_attention(backbone: nn.Module, kind: str, device: torch.device, amp: torch.dtype | None = None) -> str:
     """Select the backbone's attention kernel (see the module docstring); returns the one in use."""
     if kind not in ATTENTION_KERNELS:
         raise InputError(f"unknown attention '{kind}'; use one of {list(ATTENTION_KERNELS)}.")
     if kind == "auto":
-        kind = "sdpa" if device.type == "cuda" else "matmul"
+        kind = "matmul" if device.type == "cpu" and amp == torch.bfloat16 else "sdpa"
     if kind == "matmul":
         from transformers import AttentionInterface
 

@@ -34,7 +34,7 @@ from theia_eval.distill.student import DistillModel, set_attention, student_size
 from theia_eval.distill.teacher_sets import resolve_teachers
 from theia_eval.distill.teachers import Teacher, build_teachers
 from theia_eval.errors import InputError, TrainingError
-from theia_eval.io import atomic_write_json, atomic_write_text
+from theia_eval.io import atomic_write_json, atomic_write_text, remove_stale_temp_files
 
 NEVER = 2**62  # "no non-finite loss seen" marker for the device-side first-bad-step record
 
@@ -220,7 +220,7 @@ class Distiller:
         targets = {t.id: (t.dim, *t.grid) for t in self.teachers}
         torch.manual_seed(int(self.cfg.seed))  # the student's init depends on the seed only
         self.model = DistillModel(self.size, targets, self.cfg.translator, float(self.cfg.translator_hidden_factor))
-        self.attention = set_attention(self.model.backbone, tc.attention, self.device)
+        self.attention = set_attention(self.model.backbone, tc.attention, self.device, self.amp)
         self.model.to(self.device)
         if tc.channels_last:
             self.model.to(memory_format=torch.channels_last)
@@ -304,6 +304,9 @@ class Distiller:
         self.images_seen = getattr(self, "images_seen", 0)
         self.logger = RunLogger(self.run_dir, self.dist.is_main, tc.tensorboard)
         self.logger.keep_until(self.start_step)  # records a killed run wrote after its last checkpoint come again
+        if self.dist.is_main:  # temporary files of a killed run (checkpoint, logs) whose process is gone
+            for folder in (self.run_dir, self.run_dir / "checkpoints"):
+                remove_stale_temp_files(folder)
         if self.dist.is_main:
             atomic_write_text(self.run_dir / "config.yaml", OmegaConf.to_yaml(self.cfg, resolve=True))
         self.bar = progress(self.total_steps, self.start_step, tc.progress and self.dist.is_main)

@@ -197,7 +197,11 @@ class HDF5DemoSource:
         self.path, self.split, self.rgb_key, self.proprio_key = Path(path), split, rgb_key, proprio_key
         if not self.path.is_file():
             raise InputError(f"demo file {self.path} does not exist; record demos first or fix the path.")
-        self._file = h5py.File(self.path, "r")
+        try:
+            self._file = h5py.File(self.path, "r")
+        except OSError as exc:
+            raise InputError(f"{self.path} is not a readable HDF5 file ({exc}); it is truncated, corrupt or not a "
+                             "demo file: pass the demo file (robomimic layout) or collect it again.") from exc
         if "data" not in self._file:
             raise InputError(f"{self.path} has no 'data' group: not a robomimic-layout demo file.")
         self._keys = self._select_keys()

@@ -120,8 +120,13 @@ def check_run_dir(cfg: DictConfig, spec: TaskSpec, demos: Path) -> bool:
     stored_file, last = out / "config.yaml", out / "last.pt"
     problems = []
     if stored_file.is_file():
-        changes = config_changes(load_config_file(stored_file, "the run config"),
-                                 OmegaConf.to_container(run_config(cfg, spec, demos)), RUN_VOLATILE, WHOLE_VALUES)
+        try:
+            stored = load_config_file(stored_file, "the run config")
+        except InputError as exc:
+            stored, reason = {}, str(exc).split(": it is damaged")[0]
+            problems.append(f"{reason}: the run directory is damaged")
+        changes = config_changes(stored, OmegaConf.to_container(run_config(cfg, spec, demos)), RUN_VOLATILE,
+                                 WHOLE_VALUES)
         if changes:
             state = "a finished run" if (out / "metrics.json").is_file() else "a started run"
             listed = "; ".join(f"{k}: {old!r} -> {new!r}" for k, (old, new) in list(changes.items())[:8])
@@ -338,8 +343,8 @@ def train(argv: list[str]) -> int:
 
 def embed_sources(cfg: DictConfig) -> list[Path]:
     """The demo files `embed` encodes, each checked (structure, metadata, the task when one is named)."""
-    from theia_eval.envs.dataset import open_demos
     from theia_eval.envs.tasks import resolve_tasks
+    from theia_eval.policies.cache import HDF5DemoSource
 
     if cfg.demos:
         path = Path(cfg.demos)
@@ -349,8 +354,8 @@ def embed_sources(cfg: DictConfig) -> list[Path]:
                 raise InputError(f"demos={cfg.demos} is one task's file but suite={cfg.suite} names "
                                  f"{len(specs)} tasks: pass task=NAME, or drop demos= to use demos_dir.")
             read_demo_meta(path, specs[0], force=True)
-        else:
-            open_demos(path).close()
+        else:  # any robomimic-layout file: its structure only
+            HDF5DemoSource(path).close()
         return [path]
     specs = resolve_tasks(cfg.suite, cfg.task)
     paths = [demo_file(cfg, s) for s in specs]
