@@ -115,6 +115,22 @@ def test_bundled_weights_are_identified_by_their_file_hash(tmp_path, monkeypatch
     assert retrained.train[1]["config_hash"] == pixels["config_hash"]
 
 
+def test_local_weights_are_identified_by_content_not_path(tmp_path):
+    def cell(path):
+        plan = build_plan(smoke(tmp_path, f"sweep.encoders=[{{name:efficientnet-lite0,weights:{path}}}]"))
+        return plan.train[0]
+
+    first, second = tmp_path / "a" / "w.pth", tmp_path / "b" / "w.pth"
+    for p in (first, second):
+        p.parent.mkdir()
+        p.write_bytes(b"the same weights")
+    here, moved = cell(first), cell(second)
+    assert here["encoder"]["weights_key"].startswith("sha256:") and str(tmp_path) not in here["encoder"]["weights_key"]
+    assert here["config_hash"] == moved["config_hash"]  # a moved checkout keeps its cells
+    second.write_bytes(b"retrained weights")
+    assert cell(second)["config_hash"] != here["config_hash"]  # other weights in the same place: another cell
+
+
 def test_protocol_deviations():
     suite = lambda family: {"num_demos": 25, "episodes": 25}
     cell = {"bc": {"epochs": 100, "batch_size": 256, "lr": 0.001, "weight_decay": 0.0, "eval_every": 5, "history": 3,

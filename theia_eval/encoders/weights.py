@@ -120,20 +120,34 @@ def weights_available(config: EncoderConfig) -> bool:
     return isinstance(found, str)
 
 
-def default_weights_key(config: EncoderConfig) -> str | None:
-    """What identifies an entry's default weights when none are given: the sha256 (16 hex digits) of the shipped
-    file named in `extra['weights_file']`, or None for entries whose defaults are named by their source alone
-    (hub ids, no weights). Portable: no machine path goes into it."""
+WEIGHT_FILE_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin", ".ckpt", ".json")
+
+
+def files_key(path: Path) -> str:
+    """sha256 (16 hex digits) of a weights file, or of a directory's weight and config files (relative names and
+    contents; checkpoints/ and optimizer state excluded). Portable: no machine path goes into it."""
     import hashlib
 
+    digest = hashlib.sha256()
+    files = [path] if path.is_file() else sorted(
+        p for p in path.rglob("*") if p.is_file() and p.suffix in WEIGHT_FILE_SUFFIXES
+        and "checkpoints" not in p.relative_to(path).parts)
+    for f in files:
+        digest.update(f.relative_to(path if path.is_dir() else path.parent).as_posix().encode())
+        with open(f, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(block)
+    return f"sha256:{digest.hexdigest()[:16]}"
+
+
+def default_weights_key(config: EncoderConfig) -> str | None:
+    """What identifies an entry's default weights when none are given: the hash of the shipped file named in
+    `extra['weights_file']` (files_key), or None for entries whose defaults are named by their source alone
+    (hub ids, no weights)."""
     path = config.extra.get("weights_file")
     if path is None or not Path(path).is_file():
         return None
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return f"sha256:{digest.hexdigest()[:16]}"
+    return files_key(Path(path))
 
 
 def load_torch_file(config: EncoderConfig, path: Path, trust: bool = False) -> object:

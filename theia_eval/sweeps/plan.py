@@ -102,14 +102,21 @@ def parse_encoder(item: Any) -> EncoderEntry:
 
 
 def with_default_weights_key(entry: EncoderEntry) -> EncoderEntry:
-    """An entry using its registry default weights gets their fingerprint (e.g. the shipped theia-offline
-    file's hash) as weights_key, so cells of a retrained bundled student never pass for the old ones."""
+    """Weights enter cell identities by content where they are files: an entry using its registry default
+    weights gets their fingerprint (e.g. the shipped theia-offline file's hash), and local weights (a file or
+    an export directory) the hash of their files instead of their path. So a retrained student never passes
+    for the old one, and a moved checkout keeps its cells."""
     from theia_eval.encoders import get_encoder_config
-    from theia_eval.encoders.weights import default_weights_key
+    from theia_eval.encoders.weights import default_weights_key, files_key
 
-    if entry.weights is not None or entry.student is not None:
+    if entry.student is not None:
         return entry
-    key = default_weights_key(get_encoder_config(entry.name))
+    if entry.weights is None:
+        key = default_weights_key(get_encoder_config(entry.name))
+    elif looks_local(entry.weights) and Path(entry.weights).expanduser().exists():
+        key = files_key(Path(entry.weights).expanduser())
+    else:
+        key = None
     return entry if key is None else dataclasses.replace(entry, weights_key=key)
 
 
