@@ -131,6 +131,29 @@ def test_local_weights_are_identified_by_content_not_path(tmp_path):
     assert cell(second)["config_hash"] != here["config_hash"]  # other weights in the same place: another cell
 
 
+def test_missing_relative_weight_folders_are_not_taken_for_hub_ids(tmp_path):
+    with pytest.raises(InputError, match="weights data/students/x/exports/step-000250 .* do not exist"):
+        build_plan(smoke(tmp_path, "sweep.encoders=[{name:theia,label:s250,weights:data/students/x/exports/step-000250}]"))
+
+
+def test_students_may_read_several_data_sources(tmp_path):
+    cfg = smoke(tmp_path)
+    cfg.sweep.students = [{"label": "s", "teachers": "offline", "student": "nano",
+                           "data": ["frames:/d/metaworld-train", "frames:/d/dmc-train"]}]
+    student = build_plan(cfg).distill[0]
+    assert student["config"]["data"] == ["frames:/d/metaworld-train", "frames:/d/dmc-train"]
+
+
+def test_the_entropy_study_reuses_the_metaworld_studys_cells(tmp_path):
+    def hashes(name, *extra):
+        plan = build_plan(compose("sweep", [f"sweep={name}", f"out_dir={tmp_path / name}", *extra]))
+        return {(c["label"], c["head"], c["task"]): c["config_hash"] for c in plan.train}
+
+    entropy = hashes("offline-study-entropy", "sweep.students=[]", "sweep.encoders=[efficientnet-lite0]")
+    metaworld = hashes("offline-study-metaworld")
+    assert entropy and all(metaworld[k] == v for k, v in entropy.items())
+
+
 def test_protocol_deviations():
     suite = lambda family: {"num_demos": 25, "episodes": 25}
     cell = {"bc": {"epochs": 100, "batch_size": 256, "lr": 0.001, "weight_decay": 0.0, "eval_every": 5, "history": 3,

@@ -126,6 +126,7 @@ WEIGHT_SUFFIXES = (".pt", ".pth", ".bin", ".safetensors", ".ckpt")
 def looks_local(weights: str) -> bool:
     """A file path rather than a hub id (owner/name) or a random-init request."""
     return (weights.startswith(("/", ".", "~")) or Path(weights).suffix in WEIGHT_SUFFIXES
+            or weights.count("/") > 1  # a hub id is owner/name; a/b/c is a path
             or Path(weights).expanduser().exists())
 
 
@@ -180,7 +181,8 @@ def parse_student(item: Any, students_dir: Path, device: str) -> StudentEntry:
     cfg = merge_checked(cfg, {**settings, **(item.get("overrides") or {})}, f"distill entry '{item['label']}'")
     check_config("distill", cfg, f"the sweep's distill entry '{item['label']}'")
     frames_dir = students_dir / "frames" / stable_hash(frames, 10) if frames else None
-    cfg.data = str(frames_dir) if frames_dir else str(item["data"])
+    data = item.get("data")
+    cfg.data = str(frames_dir) if frames_dir else ([str(d) for d in data] if isinstance(data, list) else str(data))
     ident = drop_keys(to_plain(cfg), DISTILL_NON_IDENTITY)
     ident["frames"] = frames
     key = stable_hash(ident, 12)
