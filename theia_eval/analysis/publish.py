@@ -186,14 +186,18 @@ def publish_sweep(sweep_dir: str | Path, dest: str | Path, claims=None, command:
     from theia_eval.analysis.store import SCHEMA_VERSION, load_results
 
     sweep_dir, dest = Path(sweep_dir), Path(dest)
-    plan_file, store = sweep_dir / "plan.json", sweep_dir / "results.sqlite"
-    if not plan_file.is_file() or not store.is_file():
-        raise InputError(f"{sweep_dir} is not a sweep's out_dir (plan.json and results.sqlite expected): pass the "
-                         "out_dir of `theia-eval sweep`.")
+    plan_file = sweep_dir / "plan.json"
+    plan = json.loads(plan_file.read_text()) if plan_file.is_file() else {}
+    store = Path(plan.get("store") or sweep_dir / "results.sqlite")  # a sweep may write to a shared store
+    if not plan or not store.is_file():
+        raise InputError(f"{sweep_dir} is not a sweep's out_dir (plan.json naming an existing results store "
+                         "expected): pass the out_dir of `theia-eval sweep`.")
     if dest.resolve() == sweep_dir.resolve() or sweep_dir.resolve() in dest.resolve().parents:
         raise InputError(f"dest {dest} is inside the sweep folder {sweep_dir}: publish to another folder.")
-    plan = json.loads(plan_file.read_text())
     rows = load_results(store)
+    planned = planned_cells(plan, sweep_dir)  # this sweep's cells, and the rows of a shared store that are its own
+    mine = {c["config_hash"] for c in planned} | set(rows[rows.sweep == plan["name"]].config_hash)
+    rows = rows[rows.config_hash.isin(mine)]
     root = Path.cwd()
     copied = 0
     runs = []
@@ -211,7 +215,7 @@ def publish_sweep(sweep_dir: str | Path, dest: str | Path, claims=None, command:
         rows[col] = rows[col].map(lambda v: portable(v, root) if isinstance(v, str) else v)
     rows.insert(0, "schema_version", SCHEMA_VERSION)
     atomic_write_text(dest / "results.csv", rows.to_csv(index=False))
-    cells = cell_lines(planned_cells(plan, sweep_dir), rows)
+    cells = cell_lines(planned, rows)
     atomic_write_json(dest / "cells.json", cells)
     atomic_write_text(dest / "cells.md", cells_markdown(cells, plan["name"]))
     text, info = run_info(sweep_dir, cells, command)
@@ -222,7 +226,7 @@ def publish_sweep(sweep_dir: str | Path, dest: str | Path, claims=None, command:
     sweep_yaml = config_dir() / "sweep" / f"{plan['name']}.yaml"
     if sweep_yaml.is_file():
         shutil.copyfile(sweep_yaml, dest / "sweep.yaml")
-    paths = write_leaderboard(dest / "results.csv", dest / "leaderboard", plan["name"], export=None, claims=claims,
+    paths = write_leaderboard(dest / "results.csv", dest / "leaderboard", None, export=None, claims=claims,
                               runs_root=dest)
     check_portable(dest)
     return {"dest": str(dest), "files": copied, "cells": info["finished_cells"], "planned": len(cells),
