@@ -4,7 +4,8 @@ From a sweep's out_dir (plan.json, results.sqlite, runs/, jobs.jsonl) to DEST:
 - runs/...            every finished cell's light files: config.yaml, metrics.json, rows.json, eval/*.json,
                       eval_info*.json (per-episode outcomes); never checkpoints, caches or videos;
 - results.csv         the store's rows, run_dir relative to DEST, machine paths made portable;
-- cells.md / .json    one line per planned cell: finished or not, best/last score, wall time;
+- cells.md / .json    one line per planned cell (grid=plan: the last plan.json; grid=config: the shipped
+                      sweep config's whole grid): finished or not, best/last score, wall time;
 - run_info.md / .json the machine(s), every job's wall time and the stage totals (from jobs.jsonl,
                       else from the Hydra stage folders and the cells' own timestamps);
 - sweep.yaml          the sweep config the plan was built from (configs/sweep/<name>.yaml);
@@ -71,16 +72,21 @@ def minutes_between(a, b) -> float | None:
     return None if ta is None or tb is None else round((tb - ta).total_seconds() / 60, 1)
 
 
-def planned_cells(plan: dict, sweep_dir: Path) -> list[dict]:
-    """The cells of the sweep's whole grid (configs/sweep/<name>.yaml as shipped), else those of plan.json (a
-    sweep run piecewise with `sweep.encoders=[...]` overrides rewrites plan.json with its piece)."""
+GRIDS = ("plan", "config")
+
+
+def planned_cells(plan: dict, sweep_dir: Path, grid: str = "plan") -> list[dict]:
+    """The cells of the last plan.json (grid=plan), or of the sweep's whole grid as shipped in
+    configs/sweep/<name>.yaml plus those of plan.json (grid=config: for a sweep run piecewise with
+    `sweep.encoders=[...]` overrides, where plan.json holds only the last piece)."""
     from theia_eval.config import compose
     from theia_eval.sweeps.plan import build_plan
 
-    try:
-        full = build_plan(compose("sweep", [f"sweep={plan['name']}", f"out_dir={sweep_dir}"]))
-    except InputError:
+    if grid not in GRIDS:
+        raise InputError(f"grid={grid}: use grid=plan (the last plan.json) or grid=config (the shipped sweep config).")
+    if grid == "plan":
         return plan["train"]
+    full = build_plan(compose("sweep", [f"sweep={plan['name']}", f"out_dir={sweep_dir}"]))
     known = {c["config_hash"] for c in full.train}
     return full.train + [c for c in plan["train"] if c["config_hash"] not in known]
 
@@ -180,7 +186,8 @@ def check_portable(dest: Path) -> None:
                                  "re-run `theia-eval publish`.")
 
 
-def publish_sweep(sweep_dir: str | Path, dest: str | Path, claims=None, command: str | None = None) -> dict:
+def publish_sweep(sweep_dir: str | Path, dest: str | Path, claims=None, command: str | None = None,
+                  grid: str = "plan") -> dict:
     """Copy a sweep's finished cells and tables into `dest` (see the module doc); returns a summary."""
     from theia_eval.analysis.commands import write_leaderboard
     from theia_eval.analysis.store import SCHEMA_VERSION, load_results
@@ -195,7 +202,7 @@ def publish_sweep(sweep_dir: str | Path, dest: str | Path, claims=None, command:
     if dest.resolve() == sweep_dir.resolve() or sweep_dir.resolve() in dest.resolve().parents:
         raise InputError(f"dest {dest} is inside the sweep folder {sweep_dir}: publish to another folder.")
     rows = load_results(store)
-    planned = planned_cells(plan, sweep_dir)  # this sweep's cells, and the rows of a shared store that are its own
+    planned = planned_cells(plan, sweep_dir, grid)  # this sweep's cells, and the rows of a shared store that are its own
     mine = {c["config_hash"] for c in planned} | set(rows[rows.sweep == plan["name"]].config_hash)
     rows = rows[rows.config_hash.isin(mine)]
     root = Path.cwd()
@@ -234,23 +241,24 @@ def publish_sweep(sweep_dir: str | Path, dest: str | Path, claims=None, command:
 
 
 def run(argv: list[str]) -> int:
-    """`theia-eval publish sweep_dir=DIR dest=DIR [claims=NAME|PATH] [command='...']`."""
+    """`theia-eval publish sweep_dir=DIR dest=DIR [claims=NAME|PATH] [grid=plan|config] [command='...']`."""
     from theia_eval.config import split_args
 
     overrides, rest = split_args(argv)
     argparse.ArgumentParser(prog="theia-eval publish", description=__doc__,
                             formatter_class=argparse.RawDescriptionHelpFormatter).parse_args(rest)
-    allowed = {"sweep_dir", "dest", "claims", "command"}
+    allowed = {"sweep_dir", "dest", "claims", "command", "grid"}
     opts = {}
     for item in overrides:
         key, _, value = item.partition("=")
         if key not in allowed or not value:
             raise InputError(f"bad argument '{item}': use sweep_dir=DIR dest=DIR [claims=NAME|PATH] "
-                             "[command='the sweep command'].")
+                             "[grid=plan|config] [command='the sweep command'].")
         opts[key] = value
     if "sweep_dir" not in opts or "dest" not in opts:
         raise InputError("pass sweep_dir=DIR (a sweep's out_dir) and dest=DIR (the folder to commit).")
-    out = publish_sweep(opts["sweep_dir"], opts["dest"], opts.get("claims"), opts.get("command"))
+    out = publish_sweep(opts["sweep_dir"], opts["dest"], opts.get("claims"), opts.get("command"),
+                        opts.get("grid", "plan"))
     print(f"published {out['cells']} of {out['planned']} cells ({out['files']} files) to {out['dest']}; "
           f"leaderboard: {out['leaderboard']}")
     return 0

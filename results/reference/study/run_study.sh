@@ -5,13 +5,13 @@
 # checkpoint; demos, caches and frame sets are rebuilt when missing (data/ is not committed).
 #   bash results/reference/study/run_study.sh
 # Publish (and commit) after cells land:
-#   theia-eval publish sweep_dir=results/study/metaworld dest=results/reference/study/metaworld claims=offline-study-metaworld
+#   theia-eval publish sweep_dir=results/study/metaworld dest=results/reference/study/metaworld claims=offline-study-metaworld grid=config
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
 TE=.venv/bin/theia-eval
 export OMP_NUM_THREADS=1
 mkdir -p results/study
-publish() { $TE publish sweep_dir=results/study/$1 dest=results/reference/study/$1 claims=offline-study-metaworld; }
+publish() { $TE publish sweep_dir=results/study/$1 dest=results/reference/study/$1 claims=offline-study-metaworld grid=config; }
 
 # 1. the student (scripts/theia_offline.sh resumes and bundles theia-offline when it ends), in the background
 (taskset -c 1 nice -n 5 scripts/theia_offline.sh > results/study/student.log 2>&1) &
