@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Re-create the bundled `theia-offline` student and its intermediate exports with one command:
 #
-#   scripts/theia_offline.sh                      # frames -> targets -> distill (+ exports) -> bundle
+#   scripts/theia_offline.sh                      # frames -> targets -> distill (+ exports) -> asset -> decoding
 #   BUNDLE=0 scripts/theia_offline.sh             # the same run without replacing the shipped asset
 #   STAGE=frames scripts/theia_offline.sh         # only render the frame sets
 #
@@ -18,7 +18,7 @@ cd "$(dirname "$0")/.."
 DATA=${DATA:-data/theia-offline-v2}
 RUN=${RUN:-data/students/theia-offline-v2}
 ASSET=${ASSET:-theia_eval/assets/theia-offline}
-STEPS=${STEPS:-6000}
+STEPS=${STEPS:-7000}
 THREADS=${THREADS:-1}
 BUNDLE=${BUNDLE:-1}
 TE=${TE:-.venv/bin/theia-eval}
@@ -53,6 +53,12 @@ F=frames:$DATA/frames
   "train.export_at=[250,500,1000,2000]" train.num_workers=0 train.log_every=25 train.val_every=250 \
   train.ckpt_every=250 train.val_max_images=4096 train.progress=false
 
-if [ "$BUNDLE" = 1 ]; then
-  .venv/bin/python -m theia_eval.distill.bundle "$RUN" "$ASSET" --name theia-offline --recipe scripts/theia_offline.sh
-fi
+[ "$BUNDLE" = 1 ] || exit 0
+# the previously shipped student on the same held-out frames, once (before it is replaced), for the card
+PREVIOUS=$DATA/previous_theia_offline_heldout.json
+[ -f "$PREVIOUS" ] || .venv/bin/python -m theia_eval.distill.heldout theia-offline "$RUN" --out "$PREVIOUS" \
+  --label "theia-offline shipped before (weights sha256 $(sha256sum "$ASSET/model.safetensors" | cut -c1-12))"
+.venv/bin/python -m theia_eval.distill.bundle "$RUN" "$ASSET" --name theia-offline --recipe scripts/theia_offline.sh \
+  --baseline "$PREVIOUS"
+# the card's "Decoding" section and README's picture
+[ ! -x scripts/theia_offline_decode.sh ] || scripts/theia_offline_decode.sh

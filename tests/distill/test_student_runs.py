@@ -73,6 +73,11 @@ def test_bundle_writes_a_small_float16_asset_with_the_fit_table(frameset, tmp_pa
     assert "heldout_fit.png" in card and (asset / "heldout_fit.png").is_file()
     assert "metaworld: drawer-open, button-press-topdown" in card and "## Run card:" in card
     assert json.loads((asset / "heldout_fit.json").read_text())["exports"] == [1, 2, 3]
+    by_suite = json.loads((asset / "heldout_by_suite.json").read_text())[0]
+    assert by_suite["images"] == 16 and set(by_suite["cos_by_family"]) == {"metaworld"}
+    assert by_suite["teachers"]["sim-depth"]["cos"] == pytest.approx(
+        json.loads((run / "summary.json").read_text())["val"]["sim-depth"]["cos"], abs=1e-4)  # float32 both
+    assert "| tiny-student (this one) | metaworld | 16 |" in card
     images = torch.randint(0, 256, (1, 3, 224, 224), dtype=torch.uint8)
     half = create_encoder("theia", weights=str(asset))(images).tokens
     full = create_encoder("theia", weights=str(run))(images).tokens

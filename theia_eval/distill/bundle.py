@@ -4,9 +4,10 @@
 
 ASSET_DIR gets the run's final export with float16 weights (`export_half`), and, from the run's own files
 (nothing typed by hand): heldout_fit.json (held-out fit per teacher at every validation, export steps
-marked), heldout_fit.png (its plot) and CARD.md: the recipe, the data (frame sets, tasks, held-out rule),
-held-out cosine per teacher at every export step (intermediate exports stay in RUN_DIR/exports/), timings
-and the run's own card. Paths are written as given (pass repository-relative ones to keep the card portable).
+marked), heldout_fit.png (its plot), heldout_by_suite.json (the final student's held-out cosine per suite,
+beside any --baseline students on the same frames) and CARD.md: the recipe, the data (frame sets, tasks,
+held-out rule), held-out cosine per teacher at every export step (intermediate exports stay in
+RUN_DIR/exports/), per suite, timings and the run's own card. Paths are written as given (pass repository-relative ones to keep the card portable).
 """
 from __future__ import annotations
 
@@ -18,9 +19,11 @@ from pathlib import Path
 from theia_eval.distill.export import export_half
 from theia_eval.distill.fitcurve import CURVE_JSON, plot_fit_curve
 from theia_eval.errors import InputError
+from theia_eval.io import atomic_write_json
 
 FIT_JSON = "heldout_fit.json"
 FIT_PNG = "heldout_fit.png"
+FAMILY_JSON = "heldout_by_suite.json"
 
 
 def read_run(run_dir: Path) -> tuple[dict, dict, dict]:
@@ -51,13 +54,20 @@ def frame_sets(config: dict) -> list[tuple[str, dict]]:
 
 
 def data_rows(sets: list[tuple[str, dict]]) -> list[str]:
-    rows = ["| frame set | tasks | frames | episodes | cameras | render wall time |", "|---|---|---|---|---|---|"]
+    rows = ["| frame set | tasks | left out | frames | episodes | cameras | render wall time |",
+            "|---|---|---|---|---|---|---|"]
     for spec, m in sets:
         cams = sorted({c for cs in (m.get("cameras") or {}).values() for c in cs}) or m["settings"].get("cameras")
         tasks = m["tasks"]
         shown = ", ".join(t.split("/", 1)[1] for t in tasks) if len(tasks) <= 6 else f"{len(tasks)} tasks"
-        rows.append(f"| `{spec}` | {m['suite']}: {shown} | {m['num_frames']} | {m['episodes']} | {', '.join(cams)} | "
+        left_out = ", ".join(m["settings"].get("exclude_tasks") or []) or "-"
+        rows.append(f"| `{spec}` | {m['suite']}: {shown} | {left_out} | {m['num_frames']} | {m['episodes']} | "
+                    f"{', '.join(cams)} | "
                     f"{m['wall_s']:.0f} s ({1000 * m['wall_s'] / max(m['num_frames'], 1):.0f} ms/frame) |")
+    long = [(spec, m["tasks"]) for spec, m in sets if len(m["tasks"]) > 6]
+    if long:
+        rows += ["", "Tasks of the larger frame sets:", ""]
+        rows += [f"- `{spec}` ({len(tasks)}): " + ", ".join(t.split("/", 1)[1] for t in tasks) for spec, tasks in long]
     return rows
 
 
@@ -85,7 +95,21 @@ def schedule(train: dict) -> str:
     return f"{warmup}, then constant"
 
 
-def bundle_card(name: str, recipe: str, run_dir: Path, asset: Path, summary: dict, curve: dict, config: dict) -> str:
+def family_rows(fits: list[dict], teachers: list[str]) -> list[str]:
+    """Held-out cosine per family (suite) and teacher for each evaluated student (this one, baselines)."""
+    rows = ["| student | suite | frames | " + " | ".join(f"{t} cosine" for t in teachers) + " |",
+            "|---|---|---|" + "---|" * len(teachers)]
+    for fit in fits:
+        for family, cos in fit["cos_by_family"].items():
+            rows.append(f"| {fit['label']} | {family} | {cos['images']} | "
+                        + " | ".join(f"{cos[t]:.4f}" for t in teachers) + " |")
+        rows.append(f"| {fit['label']} | all | {fit['images']} | "
+                    + " | ".join(f"{fit['teachers'][t]['cos']:.4f}" for t in teachers) + " |")
+    return rows
+
+
+def bundle_card(name: str, recipe: str, run_dir: Path, asset: Path, summary: dict, curve: dict, config: dict,
+                fits: list[dict] | None = None) -> str:
     """CARD.md of a bundled student, generated from the run's files."""
     sets = frame_sets(config)
     train = summary.get("train") or {}
@@ -122,6 +146,9 @@ def bundle_card(name: str, recipe: str, run_dir: Path, asset: Path, summary: dic
         "`create_encoder(\"theia\", weights=DIR)`.", "",
         *fit_rows(curve, summary, run_dir, asset), "",
         f"![held-out cosine per teacher against the training step]({FIT_PNG})", "",
+        *(["Per suite at the final step (`python -m theia_eval.distill.heldout`; every row is one student on these "
+            "same held-out frames, each target standardised with that student's own statistics):", "",
+            *family_rows(fits, [t["id"] for t in summary["teachers"]]), ""] if fits else []),
         f"Every validation: `{FIT_JSON}`. Last logged training cosine: "
         + ", ".join(f"{t} {v['cos']:.4f}" for t, v in (train.get("teachers") or {}).items()) + ".", "",
         "It has seen only simulator frames and three teachers (one real ImageNet network and two exact simulator "
@@ -132,18 +159,24 @@ def bundle_card(name: str, recipe: str, run_dir: Path, asset: Path, summary: dic
     return "\n".join(lines) + "\n" + run_card
 
 
-def bundle(run_dir: str | Path, asset: str | Path, name: str, recipe: str) -> Path:
-    """Write the asset folder from a finished run (replacing it)."""
+def bundle(run_dir: str | Path, asset: str | Path, name: str, recipe: str, baselines: list[str] = ()) -> Path:
+    """Write the asset folder from a finished run (replacing it). baselines: heldout.py JSON files of other
+    students on the same held-out frames (e.g. the previously shipped one), shown beside this one."""
+    from theia_eval.distill.heldout import heldout_fit
+
     run_dir, asset = Path(run_dir), Path(asset)
     summary, curve, config = read_run(run_dir)
-    card = bundle_card(name, recipe, run_dir, asset, summary, curve, config)
+    fits = [{"label": f"{name} (this one)", **heldout_fit(str(run_dir), run_dir)}]
+    fits += [json.loads(Path(b).read_text()) for b in baselines]
+    card = bundle_card(name, recipe, run_dir, asset, summary, curve, config, fits)
     export_half(run_dir / "export", asset, card_text=card)
     shutil.copyfile(run_dir / CURVE_JSON, asset / FIT_JSON)
+    atomic_write_json(asset / FAMILY_JSON, fits)
     if curve["points"]:
         plot_fit_curve(curve, asset / FIT_PNG, title=f"{name}: held-out cosine ({curve['points'][-1]['images']} "
                                                      "frames of unseen tasks; dotted: exports)"
                        if config.get("val_tasks") else None)
-    for p in (asset / FIT_JSON, asset / FIT_PNG):
+    for p in (asset / FIT_JSON, asset / FIT_PNG, asset / FAMILY_JSON):
         if p.exists():
             p.chmod(0o644)
     return asset
@@ -155,8 +188,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("asset")
     p.add_argument("--name", default="theia-offline")
     p.add_argument("--recipe", default="scripts/theia_offline.sh", help="the command that re-creates the run")
+    p.add_argument("--baseline", action="append", default=[], help="a `python -m theia_eval.distill.heldout` JSON "
+                   "of another student on the same held-out frames, shown in the card (repeatable)")
     args = p.parse_args(argv)
-    out = bundle(args.run_dir, args.asset, args.name, args.recipe)
+    out = bundle(args.run_dir, args.asset, args.name, args.recipe, args.baseline)
     size = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
     print(f"bundled {args.run_dir} into {out} ({size / 2**20:.1f} MiB)")
     return 0
