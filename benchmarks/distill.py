@@ -28,7 +28,7 @@ from theia_eval.distill.optim import build_optimizer, flush_denormals
 from theia_eval.distill.samples import Batch
 from theia_eval.distill.stats import RunningStats, Standardizer
 from theia_eval.distill.student import DistillModel, student_size
-from theia_eval.distill.teacher_sets import resolve_teachers
+from theia_eval.distill.teacher_sets import resolve_teachers, teacher_shapes
 from theia_eval.distill.teachers import TEACHERS, build_teachers
 
 IMAGENET = 1_281_167
@@ -36,22 +36,6 @@ EPOCHS = 50
 ANCHOR_PLAIN_IMG_S = 2800  # DeiT-S plain step, batch 256, bf16, H200 (shared/spec/anchors.md)
 ANCHOR_CDIV_TEACHER_MS = 1.8  # cdiv teachers' forward per image on the H200 (anchors.md)
 PAPER_GPU_HOURS = 150
-
-
-def teacher_shapes(set_name: str) -> dict[str, tuple[int, int, int]]:
-    """{id: (C, h, w)} of a teacher set, from registry facts (no weights needed)."""
-    from theia_eval.distill import sim_teachers  # noqa: F401
-    from theia_eval.encoders import get_encoder_config
-
-    shapes = {}
-    for spec in resolve_teachers(set_name):
-        if spec.name in TEACHERS:
-            t = build_teachers([spec])[0]
-            shapes[t.id] = (t.dim, *t.grid)
-        else:
-            c = get_encoder_config(spec.name)
-            shapes[(spec.id or c.hub_id or c.name).replace(".", "_")] = (c.token_dim, *c.grid)
-    return shapes
 
 
 def sync(device: torch.device) -> None:

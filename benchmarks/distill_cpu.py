@@ -29,6 +29,7 @@ from theia_eval.distill.optim import build_optimizer, flush_denormals
 from theia_eval.distill.stats import RunningStats, Standardizer
 from theia_eval.distill.student import DistillModel, set_attention, student_size
 from theia_eval.distill.train import cpu_has_fast_bf16
+from theia_eval.distill.teacher_sets import teacher_shapes
 
 VARIANTS = {  # name -> (autocast dtype, attention, channels-last)
     "fp32": (None, "sdpa", False),
@@ -38,24 +39,6 @@ VARIANTS = {  # name -> (autocast dtype, attention, channels-last)
     "fp32+matmul": (None, "matmul", False),
     "fp32+cl": (None, "sdpa", True),
 }
-
-
-def teacher_shapes(set_name: str) -> dict[str, tuple[int, int, int]]:
-    """{teacher id: (C, h, w)} of a teacher set, from registry facts (no weights loaded)."""
-    from theia_eval.distill import sim_teachers  # noqa: F401  (registers sim-depth, sim-segmentation)
-    from theia_eval.distill.teacher_sets import resolve_teachers
-    from theia_eval.distill.teachers import TEACHERS, build_teachers
-    from theia_eval.encoders import get_encoder_config
-
-    shapes = {}
-    for spec in resolve_teachers(set_name):
-        if spec.name in TEACHERS:
-            t = build_teachers([spec])[0]
-            shapes[t.id] = (t.dim, *t.grid)
-        else:
-            c = get_encoder_config(spec.name)
-            shapes[(spec.id or c.hub_id or c.name).replace(".", "_")] = (c.token_dim, *c.grid)
-    return shapes
 
 
 def make_step(student: str, shapes: dict, batch: int, amp, attention: str, channels_last: bool):

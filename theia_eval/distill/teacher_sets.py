@@ -66,3 +66,20 @@ def with_weights(spec: TeacherSpec, weights: dict) -> TeacherSpec:
         if key is not None and key in weights:
             return TeacherSpec(spec.name, weights[key], spec.id, spec.kwargs)
     return spec
+
+
+def teacher_shapes(set_name) -> dict[str, tuple[int, int, int]]:
+    """{teacher id: (C, h, w)} of a teacher set, from registry facts (no weights loaded)."""
+    from theia_eval.distill import sim_teachers  # noqa: F401  (registers sim-depth, sim-segmentation)
+    from theia_eval.distill.teachers import TEACHERS, build_teachers
+    from theia_eval.encoders import get_encoder_config
+
+    shapes = {}
+    for spec in resolve_teachers(set_name):
+        if spec.name in TEACHERS:
+            t = build_teachers([spec])[0]
+            shapes[t.id] = (t.dim, *t.grid)
+        else:
+            c = get_encoder_config(spec.name)
+            shapes[(spec.id or c.hub_id or c.name).replace(".", "_")] = (c.token_dim, *c.grid)
+    return shapes
