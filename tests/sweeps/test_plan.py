@@ -97,6 +97,21 @@ def test_encoder_entries_may_name_their_own_heads(tmp_path):
         build_plan(smoke(tmp_path, "sweep.encoders=[{name:pixels,heads:[convv]}]"))
 
 
+def test_encoder_entries_may_name_their_task_families(tmp_path):
+    plan = build_plan(compose("sweep", ["sweep=offline-study-dmc-adroit", f"out_dir={tmp_path / 'o'}",
+                                        f"demos_dir={tmp_path / 'd'}"]))
+    by_label = {}
+    for c in plan.train:
+        by_label.setdefault(c["label"], set()).add(c["suite"])
+    assert by_label == {"efficientnet-lite0": {"dmc", "adroit"}, "theia-offline": {"dmc", "adroit"},
+                        "pixels": {"dmc"}, "blind": {"adroit"}}
+    assert len(plan.train) == 21
+    with pytest.raises(InputError, match=r"names task families \['dmc'\] that the sweep has no tasks of"):
+        build_plan(smoke(tmp_path, "sweep.encoders=[{name:pixels,families:[dmc]}]"))
+    with pytest.raises(InputError, match="families must be a non-empty list"):
+        build_plan(smoke(tmp_path, "sweep.encoders=[{name:pixels,families:dmc}]"))
+
+
 def test_bundled_weights_are_identified_by_their_file_hash(tmp_path, monkeypatch):
     import theia_eval.encoders.theia_offline as bundled
     from theia_eval.encoders import get_encoder_config

@@ -79,26 +79,34 @@ class EncoderEntry:
     student: str | None = None  # the distill-stage student whose export these weights are
     weights_key: str | None = None  # what identifies the weights in cell hashes
     heads: tuple[str, ...] | None = None  # this encoder's heads (None = the sweep's heads)
+    families: tuple[str, ...] | None = None  # the task families it runs on (None = all of the sweep's)
 
 
-ENTRY_KEYS = {"name", "label", "weights", "heads"}
+ENTRY_KEYS = {"name", "label", "weights", "heads", "families"}
+
+
+def entry_list(item: Mapping, key: str, example: str) -> tuple[str, ...] | None:
+    """An optional non-empty list setting of an encoder entry."""
+    value = item.get(key)
+    if value is None:
+        return None
+    if isinstance(value, str) or not isinstance(value, (list, tuple)) or not value:
+        raise InputError(f"encoder entry {dict(item)!r}: {key} must be a non-empty list such as {example}.")
+    return tuple(str(v) for v in value)
 
 
 def parse_encoder(item: Any) -> EncoderEntry:
-    """'name' or {name, label?, weights?, heads?} -> EncoderEntry."""
+    """'name' or {name, label?, weights?, heads?, families?} -> EncoderEntry."""
     item = to_plain(item)
     if isinstance(item, str):
         item = {"name": item}
     if not (isinstance(item, Mapping) and "name" in item and set(item) <= ENTRY_KEYS):
         raise InputError(f"bad encoder entry {item!r} in the sweep: give a registry name or "
-                         "{name, label?, weights?, heads?}.")
+                         "{name, label?, weights?, heads?, families?}.")
     weights = None if item.get("weights") is None else str(item["weights"])
-    heads = item.get("heads")
-    if heads is not None:
-        if isinstance(heads, str) or not isinstance(heads, (list, tuple)) or not heads:
-            raise InputError(f"encoder entry {item!r}: heads must be a non-empty list such as [conv] or [conv, mlp].")
-        heads = tuple(str(h) for h in heads)
-    return EncoderEntry(str(item.get("label") or item["name"]), str(item["name"]), weights, None, weights, heads)
+    return EncoderEntry(str(item.get("label") or item["name"]), str(item["name"]), weights, None, weights,
+                        entry_list(item, "heads", "[conv] or [conv, mlp]"),
+                        entry_list(item, "families", "[dmc] or [metaworld, adroit]"))
 
 
 def with_default_weights_key(entry: EncoderEntry) -> EncoderEntry:
@@ -353,13 +361,18 @@ def build_plan(cfg: DictConfig) -> Plan:
     if unknown:
         raise InputError(f"suite_overrides names task families {sorted(unknown)} that the sweep has no tasks of "
                          f"(families here: {', '.join(families)}).")
+    for e in encoders:
+        if set(e.families or ()) - set(families):
+            raise InputError(f"encoder '{e.label}' names task families {sorted(set(e.families) - set(families))} "
+                             f"that the sweep has no tasks of (families here: {', '.join(families)}).")
     demo_jobs = [demo_job(t, *families[task_family(t)][:2]) for t in tasks]
     for _, _, base in families.values():
         for h in all_heads:
             make_head_config(h, to_plain(base.bc.head_config))
     cells = [cell_job(families[task_family(t)][2], e, t, h, s, kinds[h], families[task_family(t)][0], out_dir,
                       sweep.name)
-             for e in encoders for t in tasks for h in (e.heads or heads) for s in seeds]
+             for e in encoders for t in tasks if e.families is None or task_family(t) in e.families
+             for h in (e.heads or heads) for s in seeds]
     embeds = embed_jobs(cells, int(cfg.embed_batch))
     return Plan(sweep.name, str(out_dir), str(cfg.store), cfg.store_journal, cfg.get("threads"), demo_jobs,
                 [{"id": s.label, **asdict(s)} for s in students], embeds, cells)
