@@ -23,7 +23,6 @@ computed on channels-last maps (same numbers).
 """
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import torch
@@ -483,7 +482,3 @@ class TheiaModel(PreTrainedModel):
             c, h, w = self.config.translator_heads[n]["target"]
             out[n] = (pred * std + mean).reshape(pred.shape[0], h, w, c)
         return out
-
-
-def param_count(model: nn.Module) -> int:
-    return sum(math.prod(p.shape) for p in model.parameters())
