@@ -492,7 +492,7 @@ def run_section(section: Section, check: Check, timeout: float, inject: str | No
     elif data.get("status") in (None, "running"):
         data.update({"status": "failed", "error": f"the section's process died (exit code {proc.exitcode}) before "
                      "it finished: a crash (CUDA error, segfault, out of memory?); see the log tail"})
-    data.update({"section": section.name, "seconds": round(seconds, 1), "cap_s": round(timeout, 1),
+    data.update({"section": section.name, "seconds": round(seconds, 3), "cap_s": round(timeout, 1),
                  "cpu_s": round(children_cpu_s() - cpu0, 1)})
     text = log.read_text(errors="replace") if log.is_file() else ""
     if data["status"] in ("failed", "timeout"):
@@ -557,7 +557,7 @@ def markdown(report: dict) -> str:
              f"Command: `{report['command']}`; wall {report['wall_s']} s of a {report['budget_s']} s budget.",
              f"Machine: {', '.join(m.get('gpus') or []) or 'no GPU'}; {m.get('cpu')}, {m.get('cores')} cores; "
              f"torch {m.get('torch')}; Python {m.get('python')}.", ""]
-    lines += md_table([{"section": s, "status": r["status"], "s (cap)": f"{r['seconds']} ({r['cap_s']})",
+    lines += md_table([{"section": s, "status": r["status"], "s (cap)": f"{r['seconds']:.1f} ({r['cap_s']})",
                         "CPU s": r.get("cpu_s"), "figures / error": r.get("summary") or r.get("reason") or r.get("error")}
                        for s, r in report["results"].items()], ["section", "status", "s (cap)", "CPU s", "figures / error"])
     lines += ["", "## Targets (issue 18)", ""] + md_table(report["targets"], ["target", "measured", "want", "verdict"])
@@ -678,7 +678,7 @@ def run_sections(chosen: list[Section], profile: dict, args: argparse.Namespace,
             results[section.name] = run_section(section, Check(section.name, profile, args.smoke, work), cap,
                                                 injected.get(section.name))
         r = results[section.name]
-        print(f"[{i}/{len(chosen)}] {section.name}: {r['status']} in {r['seconds']} s (cap {r['cap_s']}): "
+        print(f"[{i}/{len(chosen)}] {section.name}: {r['status']} in {r['seconds']:.1f} s (cap {r['cap_s']}): "
               f"{r.get('summary') or r.get('reason') or r.get('error')}", flush=True)
     return results
 

@@ -74,7 +74,8 @@ def test_students_join_the_encoder_list_with_a_config_keyed_run_dir(tmp_path):
     assert Path(student["run_dir"]).parent == tmp_path / "students" and student["config"]["train"]["steps"] == 2
     cell = plan.train[0]
     assert cell["encoder"] == {"label": "nano-s", "name": "theia", "weights": student["run_dir"], "student": "nano-s",
-                               "weights_key": f"student:{student['key']}", "heads": None}
+                               "weights_key": f"student:{student['key']}", "heads": None,
+                               "families": None}
     assert student["frames"]["out"] == student["config"]["data"]
     cfg.sweep.students[0]["overrides"]["train"]["steps"] = 3
     again = build_plan(cfg)
