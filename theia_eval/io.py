@@ -109,3 +109,27 @@ def read_image(path: str | Path):
     if not path.is_file():
         raise InputError(f"image file not found: {path}. Pass an existing image file (png, jpg, ...).")
     return decode_image(path.read_bytes(), str(path))
+
+
+def save_safetensors(tensors: dict, path: str | Path, metadata: dict[str, str] | None = None) -> None:
+    """safetensors.torch.save_file with a reproducible header: the library writes `__metadata__` from a hash map,
+    so with two or more keys the same tensors give different bytes (and a different weights hash) from one
+    process to the next. The header is rewritten with its metadata keys sorted (same length, same tensors)."""
+    import struct
+
+    from safetensors.torch import save_file
+
+    save_file(tensors, str(path), metadata=metadata)
+    if not metadata or len(metadata) < 2:
+        return
+    with open(path, "r+b") as fh:
+        (size,) = struct.unpack("<Q", fh.read(8))
+        raw = fh.read(size)
+        header = json.loads(raw)
+        header["__metadata__"] = dict(sorted(header["__metadata__"].items()))
+        text = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode()
+        if len(text) > size:
+            raise RuntimeError(f"{path}: the sorted safetensors header is longer than the written one "
+                               f"({len(text)} > {size} bytes)")
+        fh.seek(8)
+        fh.write(text + b" " * (size - len(text)))

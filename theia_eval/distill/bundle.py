@@ -108,8 +108,67 @@ def family_rows(fits: list[dict], teachers: list[str]) -> list[str]:
     return rows
 
 
+def parse_target(text: str) -> tuple[str, float]:
+    """'TEACHER=COSINE' (e.g. efficientnet-lite0=0.80) -> (teacher, cosine)."""
+    teacher, sep, value = text.partition("=")
+    try:
+        cos = float(value)
+    except ValueError:
+        cos = float("nan")
+    if not sep or not teacher or not -1.0 <= cos <= 1.0:
+        raise InputError(f"--target must be TEACHER=COSINE with a cosine in [-1, 1] (e.g. efficientnet-lite0=0.80), "
+                         f"got '{text}'.")
+    return teacher, cos
+
+
+def target_rows(target: tuple[str, float], curve: dict, summary: dict, fits: list[dict] | None) -> list[str]:
+    """Whether the run met its held-out target, and what the run's own numbers say about why not: the fit on the
+    training frames (capacity), the spread between suites (unseen domains) and the gain over the last half of
+    training (plateau). Every figure comes from the run's files."""
+    teacher, goal = target
+    points = [p for p in curve["points"] if teacher in p["cos"]]
+    if not points:
+        raise InputError(f"--target names '{teacher}', which the run's held-out curve does not have (teachers: "
+                         f"{', '.join(curve['points'][0]['cos']) if curve['points'] else 'none'}).")
+    best = max(points, key=lambda p: p["cos"][teacher])
+    final = points[-1]
+    met = final["cos"][teacher] >= goal
+    lines = ["## Held-out target", "",
+             f"Target: held-out cosine to {teacher} >= {goal:.2f} on frames of tasks the student never saw. "
+             f"Final step {final['step']}: {final['cos'][teacher]:.3f} (best {best['cos'][teacher]:.3f} at step "
+             f"{best['step']}): **{'met' if met else 'not met'}**."]
+    if met:
+        return lines + [""]
+    half = min(points, key=lambda p: abs(p["step"] - final["step"] / 2))
+    gain = final["cos"][teacher] - half["cos"][teacher]
+    train_cos = ((summary.get("train") or {}).get("teachers") or {}).get(teacher, {}).get("cos")
+    lines += ["", "What stopped it, from this run's own numbers:", ""]
+    per_k = 1000 * gain / max(final["step"] - half["step"], 1)
+    reach = (f"at that rate the target is about {(goal - final['cos'][teacher]) / per_k * 1000:,.0f} steps away "
+             "(a linear extrapolation; the curve is flattening, so it is optimistic)" if per_k > 0 else
+             "the curve has stopped rising")
+    lines.append(f"- plateau: {gain:+.3f} from step {half['step']} ({half['cos'][teacher]:.3f}) to step "
+                 f"{final['step']} ({per_k:+.4f} per 1000 steps); {reach}.")
+    if train_cos is not None:
+        lines.append(f"- fit on the training frames: cosine {train_cos:.3f} (last logged batch), "
+                     f"{'itself below' if train_cos < goal else 'above'} the target: "
+                     + (f"this {summary['student']} student ({summary['params_m']} M parameters) does not fit "
+                        f"{teacher}'s features even on frames it trains on."
+                        if train_cos < goal else "the student fits the frames it trains on; the gap is generalization."))
+    own = (fits or [{}])[0].get("cos_by_family") or {}
+    suites = {f: c[teacher] for f, c in own.items() if teacher in c}
+    if len(suites) > 1:
+        hi, lo = max(suites, key=suites.get), min(suites, key=suites.get)
+        lines.append(f"- unseen domains: per suite {', '.join(f'{f} {c:.3f}' for f, c in sorted(suites.items()))}; "
+                     f"held-out {hi} frames (same scenes as its training tasks) come closest, {lo} (whole domains "
+                     "left out) is furthest.")
+    lines += ["", "A wider student (tiny, about 4x the compute per step) or frames of more domains are the next "
+              "levers; both cost more CPU-hours than this run (see the wall time above).", ""]
+    return lines
+
+
 def bundle_card(name: str, recipe: str, run_dir: Path, asset: Path, summary: dict, curve: dict, config: dict,
-                fits: list[dict] | None = None) -> str:
+                fits: list[dict] | None = None, target: tuple[str, float] | None = None) -> str:
     """CARD.md of a bundled student, generated from the run's files."""
     sets = frame_sets(config)
     train = summary.get("train") or {}
@@ -120,7 +179,7 @@ def bundle_card(name: str, recipe: str, run_dir: Path, asset: Path, summary: dic
         f"Registry entry `{name}` (`create_encoder(\"{name}\")`): {summary['student']} ViT at {summary['image_size']} px, "
         f"{summary['params_m']} M backbone parameters. Weights are stored in float16 (the loader upcasts to float32) in the "
         "official Theia layout (backbone.model.*, translator.translator_heads.<teacher>.*), so "
-        "`create_encoder(\"theia\", weights=THIS_DIR)` reads it too; stats/ holds each teacher's target mean/std.", "",
+        "`create_encoder(\"theia\", weights=THIS_DIR)` reads it too; feature_stats/ holds each teacher's target mean/std.", "",
         "## How it was made", "",
         f"One command from the repository root re-creates it and its intermediate exports: `{recipe}` "
         "(frames, target extraction, training with exports, then this folder). The distillation command it ran:", "",
@@ -149,6 +208,7 @@ def bundle_card(name: str, recipe: str, run_dir: Path, asset: Path, summary: dic
         *(["Per suite at the final step (`python -m theia_eval.distill.heldout`; every row is one student on these "
             "same held-out frames, each target standardised with that student's own statistics):", "",
             *family_rows(fits, [t["id"] for t in summary["teachers"]]), ""] if fits else []),
+        *(target_rows(target, curve, summary, fits) if target else []),
         f"Every validation: `{FIT_JSON}`. Last logged training cosine: "
         + ", ".join(f"{t} {v['cos']:.4f}" for t, v in (train.get("teachers") or {}).items()) + ".", "",
         "It has seen only simulator frames and three teachers (one real ImageNet network and two exact simulator "
@@ -159,7 +219,8 @@ def bundle_card(name: str, recipe: str, run_dir: Path, asset: Path, summary: dic
     return "\n".join(lines) + "\n" + run_card
 
 
-def bundle(run_dir: str | Path, asset: str | Path, name: str, recipe: str, baselines: list[str] = ()) -> Path:
+def bundle(run_dir: str | Path, asset: str | Path, name: str, recipe: str, baselines: list[str] = (),
+           target: tuple[str, float] | None = None) -> Path:
     """Write the asset folder from a finished run (replacing it). baselines: heldout.py JSON files of other
     students on the same held-out frames (e.g. the previously shipped one), shown beside this one."""
     from theia_eval.distill.heldout import heldout_fit
@@ -168,7 +229,7 @@ def bundle(run_dir: str | Path, asset: str | Path, name: str, recipe: str, basel
     summary, curve, config = read_run(run_dir)
     fits = [{"label": f"{name} (this one)", **heldout_fit(str(run_dir), run_dir)}]
     fits += [json.loads(Path(b).read_text()) for b in baselines]
-    card = bundle_card(name, recipe, run_dir, asset, summary, curve, config, fits)
+    card = bundle_card(name, recipe, run_dir, asset, summary, curve, config, fits, target)
     export_half(run_dir / "export", asset, card_text=card)
     shutil.copyfile(run_dir / CURVE_JSON, asset / FIT_JSON)
     atomic_write_json(asset / FAMILY_JSON, fits)
@@ -190,8 +251,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--recipe", default="scripts/theia_offline.sh", help="the command that re-creates the run")
     p.add_argument("--baseline", action="append", default=[], help="a `python -m theia_eval.distill.heldout` JSON "
                    "of another student on the same held-out frames, shown in the card (repeatable)")
+    p.add_argument("--target", default=None, metavar="TEACHER=COSINE", help="the held-out cosine the run aimed at "
+                   "(e.g. efficientnet-lite0=0.80); the card says whether it was met and, if not, what the run's "
+                   "numbers say stopped it")
     args = p.parse_args(argv)
-    out = bundle(args.run_dir, args.asset, args.name, args.recipe, args.baseline)
+    target = parse_target(args.target) if args.target else None
+    out = bundle(args.run_dir, args.asset, args.name, args.recipe, args.baseline, target)
     size = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
     print(f"bundled {args.run_dir} into {out} ({size / 2**20:.1f} MiB)")
     return 0

@@ -113,7 +113,7 @@ class TeacherCache:
 
     def write_shard(self, index: int, keys: list[str], stored: torch.Tensor) -> None:
         """Write one shard atomically: targets, per-sample crc32, partial stats, keys."""
-        from safetensors.torch import save_file
+        from theia_eval.io import save_safetensors
 
         stats = RunningStats.empty(self.teacher.dim)
         stats.update(stored)
@@ -122,7 +122,7 @@ class TeacherCache:
                    "stats.m2": stats.m2}
         file = self.shard_file(index)
         tmp = file.with_name(f".{file.name}.{uuid.uuid4().hex[:8]}.tmp")
-        save_file(tensors, str(tmp), metadata={"format": FORMAT, "keys": json.dumps(keys), "shard": str(index),
+        save_safetensors(tensors, tmp, metadata={"format": FORMAT, "keys": json.dumps(keys), "shard": str(index),
                                                "teacher_id": self.teacher.id})
         os.replace(tmp, file)
 

@@ -88,13 +88,15 @@ def export_half(src: str | Path, dst: str | Path, card_text: str | None = None) 
     import uuid
 
     import torch
-    from safetensors.torch import load_file, save_file
+    from safetensors.torch import load_file
+
+    from theia_eval.io import save_safetensors
 
     src, dst = Path(src), Path(dst)
     tmp = dst.with_name(f".{dst.name}.tmp-{uuid.uuid4().hex[:8]}")
     shutil.copytree(src, tmp)
     state = {k: v.to(torch.float16) if v.is_floating_point() else v for k, v in load_file(src / "model.safetensors").items()}
-    save_file(state, str(tmp / "model.safetensors"), metadata={"format": "pt", "stored_dtype": "float16"})
+    save_safetensors(state, tmp / "model.safetensors", metadata={"format": "pt", "stored_dtype": "float16"})
     if card_text is not None:
         (tmp / "CARD.md").write_text(card_text)
     for p in tmp.rglob("*"):

@@ -76,13 +76,13 @@ def stats_path(directory: str | Path, teacher_id: str) -> Path:
 
 def save_stats(directory: str | Path, teacher_id: str, stats: RunningStats, meta: dict[str, str] | None = None) -> Path:
     """Write a teacher's statistics atomically."""
-    from safetensors.torch import save_file
+    from theia_eval.io import save_safetensors
 
     path = stats_path(directory, teacher_id)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
     info = {"teacher_id": teacher_id, "std": "population standard deviation (not variance)", **(meta or {})}
-    save_file(stats.tensors(), str(tmp), metadata={k: str(v) for k, v in info.items()})
+    save_safetensors(stats.tensors(), tmp, metadata={k: str(v) for k, v in info.items()})
     os.replace(tmp, path)
     return path
 
