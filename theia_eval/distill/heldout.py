@@ -22,8 +22,9 @@ from theia_eval.io import atomic_write_json
 
 
 @torch.no_grad()
-def heldout_fit(source: str, run_dir: str | Path, batch_size: int = 32) -> dict:
-    """{"images": n, "teachers": {id: {"cos", "mse"}}} of `source` on the run's held-out images."""
+def heldout_fit(source: str, run_dir: str | Path, batch_size: int = 32, per_image: bool = False) -> dict:
+    """{"images": n, "teachers": {id: {"cos", "mse"}}} of `source` on the run's held-out images (per_image: also
+    "cos_per_image": {id: [cosine of each held-out image]}, for intervals over images)."""
     from omegaconf import OmegaConf
 
     from theia_eval.distill.cache import CachedTargets, cache_root, teacher_caches
@@ -64,7 +65,7 @@ def heldout_fit(source: str, run_dir: str | Path, batch_size: int = 32) -> dict:
     return {"source": str(source), "run_dir": str(run_dir), "images": len(held),
             "teachers": {tid: {"cos": sum(cosines[tid]) / len(held), "mse": float(squares[tid][0] / squares[tid][1])}
                          for tid in cosines},
-            "cos_by_family": by_family}
+            "cos_by_family": by_family} | ({"cos_per_image": cosines} if per_image else {})
 
 
 def main(argv: list[str] | None = None) -> int:
