@@ -111,6 +111,15 @@ def register_score(family: str, score: Callable[[float], float]) -> None:
     SCORE_FUNCTIONS[family] = score
 
 
+def episode_scores(info: dict) -> tuple[str, list[float]]:
+    """(metric, per-episode score 0-100) of an eval_info: the suite's normalized score where defined, else
+    success x 100."""
+    suite = info["suite"]
+    if suite in SCORE_FUNCTIONS:
+        return "normalized_score", [float(SCORE_FUNCTIONS[suite](e["return"])) for e in info["per_episode"]]
+    return "success", [100.0 * bool(e["success"]) for e in info["per_episode"]]
+
+
 def get_task(name: str | TaskSpec) -> TaskSpec:
     """Look up a task by name (a TaskSpec passes through); unknown names suggest close ones."""
     if isinstance(name, TaskSpec):
