@@ -29,7 +29,7 @@ from theia_eval.errors import InputError, unknown_name
 EXTRA_ACTION_REPEAT = 2  # dm_control domains outside CortexBench
 DMC_UNSUPPORTED = {  # domain -> why it is left out
     "quadruped": "dm_control 1.0.28's quadruped calls numpy.in1d (gone in numpy 2), and quadruped-escape uploads "
-                 "its terrain through dm_control's own GL backend, which this project keeps off (envs/dmc.py)"}
+                 "its terrain through dm_control's own GL backend, which this project keeps off (envs/dmc/sim.py)"}
 DMC_CAMERAS = 2  # cameras 0 .. DMC_CAMERAS-1 of each dm_control model
 
 

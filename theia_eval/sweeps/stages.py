@@ -140,7 +140,7 @@ def score_interval(info: dict, metric: str, scores: list[float]) -> tuple[float,
 
 def checkpoint_row(job: dict, info: dict, epoch: int, checkpoint: str) -> dict:
     """The score fields of one evaluation."""
-    from theia_eval.envs.tasks import episode_scores
+    from theia_eval.envs.family import episode_scores
 
     agg = info["aggregate"]
     metric, scores = episode_scores(info)
