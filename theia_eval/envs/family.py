@@ -6,7 +6,8 @@ registers one `Family`, which registers its tasks and suites with it. The family
 `TaskSpec.suite`, demo folders, the results store's `suite` column and sweeps' `suite_overrides` use. The
 layers above learn what they need from here, never from a family's name: evaluation and the store score an
 episode with `score` (else success), sweeps find the protocol numbers in the `cortexbench` suite, and the
-leaderboard's MuJoCo-subset score covers the families with `mujoco_subset`.
+leaderboard's MuJoCo-subset score covers the families with `mujoco_subset`, and `theia-eval frames` renders a
+family's tasks plus its `frame_tasks` from its `frame_cameras`.
 """
 from __future__ import annotations
 
@@ -29,6 +30,8 @@ class Family:
     score: Callable[[float], float] | None = None  # episode return -> normalized score 0-100; None: success
     mujoco_subset: bool = False  # part of CortexBench's MuJoCo subset (the leaderboard's overall score)
     importer: Callable[..., Any] | None = None  # renders a public dataset as demos (`demos --import DIR`)
+    frame_tasks: Callable[[], list[TaskSpec]] | None = None  # unregistered scenes only frame sets render
+    frame_cameras: Callable[[TaskSpec, list[str]], list[str]] | None = None  # (task, its cameras) -> frame cameras
     description: str = ""
 
     @property
@@ -39,6 +42,16 @@ class Family:
     def protocol_suite(self) -> SuiteSpec | None:
         """Its CortexBench suite (demos per task, evaluation episodes), if it is part of CortexBench."""
         return None if self.cortexbench is None else get_suite(self.cortexbench)
+
+
+def fixed_cameras(*names: str) -> Callable[[TaskSpec, list[str]], list[str]]:
+    """A `frame_cameras` rule: these cameras for every task."""
+    return lambda task, available: list(names)
+
+
+def first_cameras(count: int) -> Callable[[TaskSpec, list[str]], list[str]]:
+    """A `frame_cameras` rule: the model's first `count` cameras."""
+    return lambda task, available: available[:count]
 
 
 FAMILIES: dict[str, Family] = {}

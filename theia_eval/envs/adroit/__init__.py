@@ -3,6 +3,7 @@
 - sim.py: task facts (`AdroitTask`, `ADROIT_TASKS`), the goal rules, `AdroitSim`;
 - expert.py: the privileged sampling-MPC experts;
 - importer.py: the Minari / D4RL datasets re-rendered as demos (`import_minari_adroit`);
+- frames.py: the door and hammer tasks, for frame sets only;
 - suite.py: TaskSpecs, proprio and the family's one registration (importing this package registers it).
 """
 from theia_eval.envs.adroit.sim import (ADROIT_TASKS, CAMERA, FAMILY, GOAL_RULES, AdroitSim, AdroitTask, facts,

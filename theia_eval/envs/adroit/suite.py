@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from functools import partial
 
+from theia_eval.envs.adroit.frames import adroit_extra_tasks
 from theia_eval.envs.adroit.importer import import_minari_adroit
 from theia_eval.envs.adroit.sim import ADROIT_TASKS, CAMERA, FAMILY, AdroitSim, AdroitTask, facts, hand_qpos
-from theia_eval.envs.family import Family, register_family
+from theia_eval.envs.family import Family, fixed_cameras, register_family
 from theia_eval.envs.tasks import SuiteSpec, TaskSpec
 
 
@@ -44,6 +45,7 @@ def family() -> Family:
          SuiteSpec("cortexbench-adroit", names, demos_per_task=100, eval_episodes=25,
                    description="the 2 Adroit tasks of CortexBench (pen, relocate)")),
         cortexbench="cortexbench-adroit", mujoco_subset=True, importer=import_minari_adroit,
+        frame_tasks=adroit_extra_tasks, frame_cameras=fixed_cameras(CAMERA, "fixed"),
         description="Adroit hand (gymnasium-robotics v1), privileged MPC experts, Minari/D4RL import")
 
 

@@ -150,6 +150,11 @@ class DMCSim:
         self.env.close()
 
 
+def no_proprio(state: np.ndarray) -> np.ndarray:
+    """DMC policies see no proprioception (CortexBench: add_proprio False)."""
+    return np.asarray(state)[..., :0]
+
+
 def state_dim(task: DMCTask) -> int:
     """Length of the state vector (FULLPHYSICS + randomized parameters), from the model."""
     env = load_env(task)

@@ -2,10 +2,9 @@
 no proprio, scored by return / 10 (DMC has no success flag), with privileged experts (expert.py)."""
 from __future__ import annotations
 
-import numpy as np
-
-from theia_eval.envs.dmc.sim import DMC_TASKS, FAMILY, STATE_DIMS, DMCSim, DMCTask, facts
-from theia_eval.envs.family import Family, register_family
+from theia_eval.envs.dmc.frames import DMC_CAMERAS, dmc_extra_tasks
+from theia_eval.envs.dmc.sim import DMC_TASKS, FAMILY, STATE_DIMS, DMCSim, DMCTask, facts, no_proprio
+from theia_eval.envs.family import Family, first_cameras, register_family
 from theia_eval.envs.simstate import params_size
 from theia_eval.envs.tasks import SuiteSpec, TaskSpec
 
@@ -20,11 +19,6 @@ def _make_expert(spec: TaskSpec):
     from theia_eval.envs.dmc.expert import make_expert
 
     return make_expert(facts(spec))
-
-
-def no_proprio(state: np.ndarray) -> np.ndarray:
-    """DMC policies see no proprioception (CortexBench: add_proprio False)."""
-    return np.asarray(state)[..., :0]
 
 
 def normalized_score(episode_return: float) -> float:
@@ -54,6 +48,7 @@ def family() -> Family:
                    demos_per_task=100, eval_episodes=10,
                    description="the 5 DMC tasks of CortexBench (score = return / 10)")),
         cortexbench="cortexbench-dmc", score=normalized_score, mujoco_subset=True,
+        frame_tasks=dmc_extra_tasks, frame_cameras=first_cameras(DMC_CAMERAS),
         description="DeepMind Control Suite (dm_control), privileged experts")
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from theia_eval.envs.family import Family, register_family
+from theia_eval.envs.family import Family, fixed_cameras, register_family
 from theia_eval.envs.metaworld.expert import MetaWorldExpert
 from theia_eval.envs.metaworld.sim import FAMILY, HORIZON, TOP_CAP2, VERSION_SUFFIX, MetaWorldSim, upstream_names
 from theia_eval.envs.tasks import SuiteSpec, TaskSpec
@@ -43,6 +43,7 @@ def family() -> Family:
          SuiteSpec("cortexbench-metaworld", tuple(f"{FAMILY}/{t}" for t in CORTEXBENCH_TASKS),
                    demos_per_task=25, eval_episodes=25, description="the 5 Meta-World tasks of CortexBench")),
         cortexbench="cortexbench-metaworld", mujoco_subset=True,
+        frame_cameras=fixed_cameras(TOP_CAP2.name, "corner", "corner3", "topview"),
         description="Meta-World v3 (Farama), goal observable, scripted experts")
 
 
