@@ -112,13 +112,13 @@ def test_old_module_paths_still_import():
     import theia_eval.envs.experts.adroit as adroit_expert
     import theia_eval.envs.experts.dmc as dmc_expert
     import theia_eval.envs.experts.mpc as mpc
-    from theia_eval.envs.adroit import AdroitSim, facts as adroit_facts
-    from theia_eval.envs.dmc import DMCSim, facts as dmc_facts, load_env, normalized_score
-    from theia_eval.envs.metaworld import MetaWorldSim, gripper_proprio
-
-    from theia_eval.envs.adroit import expert, importer
-    from theia_eval.envs.dmc import expert as dmc_new
     from theia_eval.envs import mpc as mpc_new
+    from theia_eval.envs.adroit import AdroitSim, expert, importer
+    from theia_eval.envs.adroit import facts as adroit_facts
+    from theia_eval.envs.dmc import DMCSim, load_env, normalized_score
+    from theia_eval.envs.dmc import expert as dmc_new
+    from theia_eval.envs.dmc import facts as dmc_facts
+    from theia_eval.envs.metaworld import MetaWorldSim, gripper_proprio
 
     assert adroit_import.import_minari_adroit is importer.import_minari_adroit and adroit_import.main is importer.main
     assert adroit_expert.make_expert is expert.make_expert and dmc_expert.make_expert is dmc_new.make_expert

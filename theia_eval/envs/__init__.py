@@ -13,9 +13,12 @@
 - demos.py: expert demo collection (resumable); importers.py: CortexBench pickles (any family).
 Family packages register themselves when this package is imported, in this order.
 """
+# the import order is the registration order (of tasks, suites, families and the MuJoCo subset): keep it
+# isort: off
 from theia_eval.envs import metaworld  # noqa: F401  (registers the Meta-World family)
 from theia_eval.envs import dmc  # noqa: F401  (registers the DMC family)
 from theia_eval.envs import adroit  # noqa: F401  (registers the Adroit family)
+# isort: on
 from theia_eval.envs.dataset import DemoFile, dataset_info, open_demos
 from theia_eval.envs.env import TaskEnv, make_env
 from theia_eval.envs.family import Family, episode_scores, get_family, list_families

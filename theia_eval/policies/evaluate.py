@@ -20,8 +20,8 @@ import numpy as np
 import torch
 
 from theia_eval.encoders.base import FrozenEncoder
-from theia_eval.envs.renderer import RenderSpec, check_render_match
 from theia_eval.envs.family import normalized_scores
+from theia_eval.envs.renderer import RenderSpec, check_render_match
 from theia_eval.envs.tasks import episode_seeds, get_task
 from theia_eval.envs.vector import VectorEnv
 from theia_eval.errors import InputError
