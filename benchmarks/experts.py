@@ -28,7 +28,7 @@ def make_task_expert(spec, mpc_overrides: dict):
     if spec.suite != "dmc":
         raise SystemExit(f"--mpc overrides apply to the DMC MPC experts only, not {spec.name}")
     from theia_eval.envs.dmc import facts
-    from theia_eval.envs.experts.dmc import make_expert
+    from theia_eval.envs.dmc.expert import make_expert
 
     return make_expert(facts(spec), **mpc_overrides)
 

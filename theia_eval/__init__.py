@@ -12,7 +12,7 @@ _os.environ.setdefault("PYOPENGL_PLATFORM", _os.environ["MUJOCO_GL"])
 if "OMP_WAIT_POLICY" not in _os.environ:
     _os.environ.setdefault("GOMP_SPINCOUNT", "30000")
 
-__version__ = "0.1.0"
+from theia_eval.version import __version__  # noqa: E402
 __all__ = ["create_encoder", "list_encoders", "load_theia", "__version__"]
 
 

@@ -33,7 +33,7 @@ VERBS: dict[str, tuple[str, str]] = {
     "demos": ("theia_eval.envs.commands:demos", "collect expert demos (HDF5), summarize or import demo files"),
     "sweep": ("theia_eval.sweeps.commands:sweep", "run a grid of encoders x tasks x heads x seeds (+ students), resumably"),
     "leaderboard": ("theia_eval.analysis.commands:leaderboard", "leaderboard tables, plot and HTML from the results store"),
-    "publish": ("theia_eval.analysis.publish:run", "copy a sweep's finished cells and tables into a portable folder to commit"),
+    "publish": ("theia_eval.sweeps.publish:run", "copy a sweep's finished cells and tables into a portable folder to commit"),
     "entropy": ("theia_eval.analysis.commands:entropy", "feature-norm entropy per encoder and its correlation with success"),
 }
 

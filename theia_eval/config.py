@@ -10,9 +10,16 @@ import json
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from theia_eval.errors import InputError
+
+
+def to_plain(value: Any) -> Any:
+    """OmegaConf nodes -> plain Python containers (resolved)."""
+    if isinstance(value, (DictConfig, ListConfig)):
+        return OmegaConf.to_container(value, resolve=True)
+    return value
 
 
 def config_dir() -> Path:

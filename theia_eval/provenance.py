@@ -32,6 +32,26 @@ def machine_line(m: dict) -> str:
             f"torch {m['torch']} ({m['torch_threads']} threads)")
 
 
+def code_version() -> str:
+    """The package version, plus the git commit when the package runs from a checkout (read from .git)."""
+    from theia_eval.version import __version__
+
+    git = Path(__file__).resolve().parents[1] / ".git"
+    try:
+        head = (git / "HEAD").read_text().strip()
+        if head.startswith("ref: "):
+            ref = head[5:]
+            ref_file = git / ref
+            if ref_file.is_file():
+                head = ref_file.read_text().strip()
+            else:
+                packed = (git / "packed-refs").read_text().splitlines()
+                head = next(line.split()[0] for line in packed if line.endswith(" " + ref))
+        return f"{__version__}+g{head[:12]}"
+    except (OSError, StopIteration):
+        return __version__
+
+
 def machine_prefixes(root: str | Path | None = None) -> list[tuple[str, str]]:
     """(absolute prefix, portable replacement) pairs, most specific first: installed packages become
     'site-packages/', the repository (or `root`) becomes relative, the home folder '~'."""

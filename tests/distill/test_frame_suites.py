@@ -17,7 +17,7 @@ def render(out, **kw):
 def test_family_catalogues_and_held_out_selection():
     dmc = [t.name for t in family_tasks("dmc")]
     assert "dmc/walker-walk" in dmc and "dmc/humanoid-run" in dmc and "dmc/ball_in_cup-catch" in dmc
-    assert not any("quadruped" in n for n in dmc)  # left out: broken under numpy 2 (frame_tasks.DMC_UNSUPPORTED)
+    assert not any("quadruped" in n for n in dmc)  # left out: broken under numpy 2 (envs/dmc/frames.py: DMC_UNSUPPORTED)
     assert sorted(t.name for t in family_tasks("adroit")) == ["adroit/door", "adroit/hammer", "adroit/pen",
                                                                "adroit/relocate"]
     train = frame_tasks("dmc", exclude=["dmc/walker-*", "dmc/cheetah-*", "dmc/reacher-*", "dmc/finger-*"])

@@ -9,10 +9,10 @@ import pytest
 
 from theia_eval.envs import get_suite, get_task, make_env
 from theia_eval.envs.adroit import ADROIT_TASKS, AdroitSim
-from theia_eval.envs.adroit_import import import_minari_adroit, main
+from theia_eval.envs.adroit.importer import import_minari_adroit, main
 from theia_eval.envs.dataset import dataset_info, open_demos
-from theia_eval.envs.experts.adroit import (PEN_SENSORS, RELOCATE_SENSORS, make_expert, pen_reward,
-                                            relocate_reward)
+from theia_eval.envs.adroit.expert import (PEN_SENSORS, RELOCATE_SENSORS, make_expert, pen_reward,
+                                          relocate_reward)
 from theia_eval.envs.renderer import FrameRenderer, RenderSpec
 from theia_eval.envs.simstate import set_param_values, split_state
 from theia_eval.errors import InputError, UnknownNameError

@@ -9,9 +9,9 @@ from theia_eval.envs import get_suite, get_task, make_env
 from theia_eval.envs.dataset import open_demos
 from theia_eval.envs.demos import DemoConfig, collect, demo_path
 from theia_eval.envs.dmc import DMC_TASKS, STATE_DIMS, facts, load_env, state_dim
-from theia_eval.envs.experts.dmc import ReacherExpert, make_expert
+from theia_eval.envs.dmc.expert import ReacherExpert, make_expert
+from theia_eval.envs.family import get_family
 from theia_eval.envs.renderer import RenderSpec
-from theia_eval.envs.tasks import SCORE_FUNCTIONS
 from theia_eval.errors import InputError, UnknownNameError
 from theia_eval.policies.evaluate import aggregate  # imports torchvision before any GL context
 
@@ -109,7 +109,7 @@ def test_success_flag_only_at_the_end_with_expert_level_return():
 
 
 def test_score_is_return_over_ten_and_reaches_the_evaluation():
-    assert SCORE_FUNCTIONS["dmc"](873.0) == pytest.approx(87.3)
+    assert get_family("dmc").score(873.0) == pytest.approx(87.3)
     out = aggregate([{"success": True, "return": 900.0}, {"success": False, "return": 500.0}],
                     "dmc", elapsed=1.0)
     assert out["normalized_score"] == pytest.approx(70.0)
@@ -137,7 +137,7 @@ def test_reacher_expert_reaches_the_expected_return():
 @pytest.mark.parametrize("task", ["walker-stand", "walker-walk", "cheetah-run"])
 def test_planning_rewards_are_the_task_rewards(task):
     """The MPC scores rollouts with dm_control's own reward, written on arrays."""
-    from theia_eval.envs.experts.dmc import RECIPES
+    from theia_eval.envs.dmc.expert import RECIPES
 
     env = load_env(DMC_TASKS[task], seed=2)
     env.reset()
@@ -205,7 +205,7 @@ def test_mpc_expert_does_not_touch_the_env_and_resets_per_episode():
 
 def test_unknown_expert_and_bad_mpc_settings():
     from theia_eval.envs.dmc import DMCTask
-    from theia_eval.envs.experts.mpc import MPCConfig
+    from theia_eval.envs.mpc import MPCConfig
 
     with pytest.raises(InputError, match="no expert for dmc/walker-run"):
         make_expert(DMCTask("walker-run", "walker", "run", 2, "side", 6, 700.0))

@@ -74,7 +74,7 @@ class Claim:
 
 def parse_claim(item) -> Claim:
     """A mapping from a claims block -> Claim (every key checked)."""
-    from theia_eval.sweeps.plan import to_plain
+    from theia_eval.config import to_plain
 
     item = to_plain(item)
     if not isinstance(item, dict) or not {"id", "kind", "a", "b"} <= set(item) or set(item) - CLAIM_KEYS:
@@ -116,7 +116,7 @@ def load_claims(spec) -> list[Claim]:
     """Claims from an inline list, a YAML file (a list or a mapping with `claims:`) or a name in configs/claim_sets/."""
     from omegaconf import OmegaConf
 
-    from theia_eval.sweeps.plan import to_plain
+    from theia_eval.config import to_plain
 
     spec = to_plain(spec)
     if not spec:

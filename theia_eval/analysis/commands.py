@@ -65,7 +65,7 @@ def leaderboard_data(results: str | Path, sweep_name: str | None = None, mujoco:
     Per-episode outcomes are read from each row's run directory, looked for as stored, then under the folder
     of the results file and under runs_root (see episodes.find_eval_file).
     """
-    from theia_eval.sweeps.stages import code_version
+    from theia_eval.provenance import code_version
 
     df = load_results(results)
     if sweep_name:
@@ -206,7 +206,7 @@ def leaderboard(argv: list[str]) -> int:
 # ------------------------------------------------------------------------------------------- entropy
 def entropy_encoders(spec, results: str | None) -> list[dict]:
     """[{label, name, weights}] from a list of names/mappings, or every encoder of the results store."""
-    from theia_eval.sweeps.plan import parse_encoder
+    from theia_eval.encoder_entry import parse_encoder
 
     if spec == "results":
         if not results:
@@ -253,7 +253,7 @@ def compute_entropy(cfg: DictConfig, echo=print) -> dict:
                                                     ranking_stability, record_key)
     from theia_eval.encoders import create_encoder
     from theia_eval.errors import unknown_name
-    from theia_eval.sweeps.stages import weights_hash
+    from theia_eval.hashing import weights_hash
 
     if cfg.token_set not in TOKEN_SETS:
         raise unknown_name("token set", cfg.token_set, TOKEN_SETS)

@@ -234,7 +234,7 @@ RECORD_FORMAT = 2  # bump when entropy_record gains fields, so cached records ar
 
 
 def record_key(label: str, weights_hash: str, images: Images, token_set: str, bins: int, bins_list: list[int]) -> str:
-    from theia_eval.sweeps.plan import stable_hash
+    from theia_eval.hashing import stable_hash
 
     return stable_hash([RECORD_FORMAT, label, weights_hash, images.fingerprint, token_set, int(bins),
                         list(bins_list)], 16)

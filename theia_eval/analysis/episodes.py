@@ -68,7 +68,7 @@ def episode_scores(info: dict, metric: str) -> np.ndarray:
     """Per-episode scores 0-100 of an eval_info: success x 100, or the suite's normalized score."""
     if metric == SUCCESS:
         return np.asarray([100.0 * bool(e["success"]) for e in info["per_episode"]], np.float64)
-    from theia_eval.sweeps.stages import episode_scores as scores_of
+    from theia_eval.envs.family import episode_scores as scores_of
 
     return np.asarray(scores_of(info)[1], np.float64)
 

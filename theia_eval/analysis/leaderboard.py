@@ -4,8 +4,9 @@ Scores are 0-100 (success % or the suite's normalized score). For one encoder, h
 - task score: mean +- s.e. over seeds of that task (n = seeds);
 - suite score: for each seed, the mean over the suite's tasks; then mean +- s.e. over seeds (n = seeds).
   With the same tasks in every seed this is the protocol's "mean over tasks and seeds";
-- MuJoCo-subset score: for each seed, the mean of its suite scores over MUJOCO_SUITES; then mean +- s.e.
-  over seeds. Only defined when every seed has all three suites (else reported as missing);
+- MuJoCo-subset score: for each seed, the mean of its suite scores over MUJOCO_SUITES (the suite families
+  registered with mujoco_subset, envs/family.py); then mean +- s.e. over seeds. Only defined when every
+  seed has all of them (else reported as missing);
 - overall: the MuJoCo-subset score when defined, else the same statistic over the suites present
   (labelled with the suites it covers).
 The s.e. is the sample standard deviation (ddof 1) over seeds / sqrt(n); it is undefined for n = 1.
@@ -34,8 +35,9 @@ import pandas as pd
 from theia_eval.analysis.episodes import Episodes, load_episodes
 from theia_eval.analysis.uncertainty import (Estimate, Paired, Resampling, estimate, pair_runs, paired,
                                              wilson_percent)
+from theia_eval.envs.family import mujoco_subset
 
-MUJOCO_SUITES = ("metaworld", "dmc", "adroit")
+MUJOCO_SUITES = mujoco_subset()  # the registered suite families marked mujoco_subset (metaworld, dmc, adroit)
 CHECKPOINTS = ("last", "best")
 KEY = ["encoder", "head", "checkpoint"]
 SPATIAL = "tokens"

@@ -1,11 +1,13 @@
 """What `theia-eval frames` can render: every task of a simulator family, and each family's cameras.
 
+Both come from the suite families' registrations (envs/family.py: `frame_tasks`, `frame_cameras`; the
+extra scenes are built in envs/dmc/frames.py and envs/adroit/frames.py), so a new family brings its own.
 A frame set needs scenes, not protocols, so a family here is the whole simulator the envs package wraps:
   metaworld  the 50 registered Meta-World v3 tasks (scripted experts)
   dmc        every task of dm_control's suite (suite.ALL_TASKS) but quadruped's (DMC_UNSUPPORTED): 18
              domains, 47 tasks; the 5 CortexBench tasks are the registered ones (privileged experts), the
-             others are built here, driven by random actions only, with the action repeat of CortexBench's
-             DMC tasks for their domains and 2 elsewhere
+             others are built for frames only, driven by random actions only, with the action repeat of
+             CortexBench's DMC tasks for their domains and 2 elsewhere
   adroit     the registered pen and relocate plus AdroitHandDoor-v1 and AdroitHandHammer-v1 (random actions)
 The extra tasks are TaskSpecs that are not registered: no demos, training or evaluation use them.
 Names follow the registry: `<family>/<task>`, dm_control tasks as `dmc/<domain>-<task>` (dm_control's own
@@ -21,108 +23,32 @@ from __future__ import annotations
 
 import fnmatch
 from collections.abc import Callable
-from functools import lru_cache, partial
+from functools import lru_cache
 
+from theia_eval.envs.family import FAMILIES as SUITE_FAMILIES
+from theia_eval.envs.family import Family, fixed_cameras
 from theia_eval.envs.tasks import TaskSpec, get_task, list_tasks
 from theia_eval.errors import InputError, unknown_name
 
-EXTRA_ACTION_REPEAT = 2  # dm_control domains outside CortexBench
-DMC_UNSUPPORTED = {  # domain -> why it is left out
-    "quadruped": "dm_control 1.0.28's quadruped calls numpy.in1d (gone in numpy 2), and quadruped-escape uploads "
-                 "its terrain through dm_control's own GL backend, which this project keeps off (envs/dmc.py)"}
-DMC_CAMERAS = 2  # cameras 0 .. DMC_CAMERAS-1 of each dm_control model
 
-
-# --- extra dm_control tasks -----------------------------------------------------------------------
-def _dmc_sim(task, spec: TaskSpec, horizon: int | None = None):
-    from theia_eval.envs.dmc import DMCSim
-
-    return DMCSim(task, horizon or spec.horizon)
-
-
-def dmc_extra_tasks() -> list[TaskSpec]:
-    """Unregistered TaskSpecs of every dm_control suite task that CortexBench does not use."""
-    from theia_eval.envs.dmc import DMC_TASKS, DMCTask, dm_control_suite, no_proprio
-    from theia_eval.envs.simstate import state_size
-
-    suite = dm_control_suite()
-    registered = {(t.domain, t.task) for t in DMC_TASKS.values()}
-    repeats = {t.domain: t.action_repeat for t in DMC_TASKS.values()}
-    specs = []
-    for domain, task in suite.ALL_TASKS:
-        if (domain, task) in registered or domain in DMC_UNSUPPORTED:
-            continue
-        env = suite.load(domain, task)  # cameras, action and state sizes (the model can differ per task)
-        m = env.physics.model.ptr
-        camera, action_dim, state_dim = m.camera(0).name, int(env.action_spec().shape[0]), state_size(m)
-        env.close()
-        facts = DMCTask(f"{domain}-{task}", domain, task, repeats.get(domain, EXTRA_ACTION_REPEAT), camera,
-                        action_dim, success_return=float("inf"))
-        specs.append(TaskSpec(name=f"dmc/{facts.name}", suite="dmc", camera=camera, horizon=facts.horizon,
-                              action_dim=action_dim, proprio_dim=0, state_dim=state_dim,
-                              make_sim=partial(_dmc_sim, facts), proprio=no_proprio, upstream_id=f"{domain}-{task}",
-                              description=f"dm_control {domain}-{task} (frames only, random actions)"))
-    return specs
-
-
-# --- extra Adroit tasks ---------------------------------------------------------------------------
-ADROIT_EXTRA = {"door": ("AdroitHandDoor-v1", "door-v0", 28, 30), "hammer": ("AdroitHandHammer-v1", "hammer-v0", 26, 33)}
-
-
-def _adroit_sim(task, spec: TaskSpec, horizon: int | None = None):
-    from theia_eval.envs.adroit import AdroitSim
-
-    return AdroitSim(task)
-
-
-def adroit_extra_tasks() -> list[TaskSpec]:
-    """Unregistered TaskSpecs of the Adroit door and hammer tasks (gymnasium-robotics v1)."""
-    from theia_eval.envs.adroit import CAMERA, AdroitTask, hand_qpos
-
-    specs = []
-    for name, (upstream, original, dofs, nq) in ADROIT_EXTRA.items():
-        task = AdroitTask(name, upstream, original, horizon=200, min_goal_steps=25, hand_dofs=dofs, action_dim=dofs,
-                          nq=nq, params=())
-        specs.append(TaskSpec(name=f"adroit/{name}", suite="adroit", camera=CAMERA, horizon=task.horizon,
-                              action_dim=dofs, proprio_dim=dofs, state_dim=task.state_dim,
-                              make_sim=partial(_adroit_sim, task), proprio=partial(hand_qpos, dofs=dofs),
-                              upstream_id=upstream, description=f"gymnasium-robotics {upstream} (frames only, "
-                                                                "random actions)"))
-    return specs
-
-
-# --- families -------------------------------------------------------------------------------------
 def registered(family: str) -> Callable[[], list[TaskSpec]]:
     return lambda: [get_task(n) for n in list_tasks(f"{family}/*")]
 
 
-FAMILIES: dict[str, Callable[[], list[TaskSpec]]] = {
-    "metaworld": registered("metaworld"),
-    "dmc": lambda: registered("dmc")() + dmc_extra_tasks(),
-    "adroit": lambda: registered("adroit")() + adroit_extra_tasks(),
-}
+def with_frame_tasks(family: Family) -> Callable[[], list[TaskSpec]]:
+    """The family's registered tasks, then the scenes it registers for frame sets only."""
+    return lambda: registered(family.name)() + (family.frame_tasks() if family.frame_tasks else [])
 
 
-def fixed_cameras(*names: str) -> Callable[[TaskSpec, list[str]], list[str]]:
-    return lambda task, available: list(names)
-
-
-def first_cameras(count: int) -> Callable[[TaskSpec, list[str]], list[str]]:
-    return lambda task, available: available[:count]
-
-
+# every registered suite family, in registration order (importing envs.family registers metaworld, dmc, adroit)
+FAMILIES: dict[str, Callable[[], list[TaskSpec]]] = {name: with_frame_tasks(f) for name, f in SUITE_FAMILIES.items()}
 FAMILY_CAMERAS: dict[str, Callable[[TaskSpec, list[str]], list[str]]] = {
-    "metaworld": fixed_cameras("top_cap2", "corner", "corner3", "topview"),
-    "dmc": first_cameras(DMC_CAMERAS),
-    "adroit": fixed_cameras("vil_camera", "fixed"),
-}
+    name: f.frame_cameras for name, f in SUITE_FAMILIES.items() if f.frame_cameras}
 
 
 @lru_cache(maxsize=None)
 def family_tasks(family: str) -> tuple[TaskSpec, ...]:
     """Every renderable task of a family."""
-    import theia_eval.envs  # noqa: F401  (registers the tasks)
-
     if family not in FAMILIES:
         raise unknown_name("frame family", family, FAMILIES)
     return tuple(FAMILIES[family]())

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from theia_eval.distill.sources import ImageSource
+from theia_eval.distill.image_source import ImageSource
 from theia_eval.errors import InputError
 from theia_eval.io import atomic_write_json
 

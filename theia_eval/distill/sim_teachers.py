@@ -19,7 +19,7 @@ import torch.nn.functional as F
 
 from theia_eval.distill.framesets import SEGMENTATION_CLASSES
 from theia_eval.distill.samples import Batch
-from theia_eval.distill.teachers import Teacher, TeacherSpec, register_teacher
+from theia_eval.distill.teacher_base import Teacher, TeacherSpec, register_teacher
 from theia_eval.errors import InputError
 
 

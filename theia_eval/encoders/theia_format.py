@@ -433,7 +433,7 @@ def write_export_dir(path: str | Path, state: dict[str, torch.Tensor], config: d
 
 def write_carried_files(directory: Path, feature_stats: dict) -> None:
     """modeling_theia.py and feature_stats/ (reference layout) beside the weights."""
-    from theia_eval.distill.stats import save_feature_stats
+    from theia_eval.encoders.feature_stats import save_feature_stats
 
     shutil.copyfile(modeling_source(), directory / MODELING_FILE)
     for tid, (mean, std) in feature_stats.items():

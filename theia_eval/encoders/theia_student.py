@@ -201,7 +201,7 @@ def head_specs(src: StudentSource, translators: dict[str, dict], size: StudentSi
 # --- feature statistics --------------------------------------------------------------------------------
 def stats_from_dir(directory: Path, teacher_ids: list[str], dims: dict[str, int]) -> dict[str, dict]:
     """{teacher id: {mean, std}} for the teachers whose statistics a folder holds (either layout)."""
-    from theia_eval.distill.stats import find_reference_stats, load_stats, stats_path
+    from theia_eval.encoders.feature_stats import find_reference_stats, load_stats, stats_path
 
     out = {}
     for tid in teacher_ids:

@@ -139,17 +139,20 @@ def _import(source: str, cfg) -> int:
 
 
 def _import_minari(source: str, spec, cfg) -> int:
-    """Re-render a Minari Adroit dataset with the demos config's render settings and camera."""
-    from theia_eval.envs.adroit_import import import_minari_adroit
+    """Re-render a Minari dataset with the demos config's render settings and camera (the task's suite family
+    registers the importer: Adroit)."""
     from theia_eval.envs.dataset import Storage
+    from theia_eval.envs.family import FAMILIES, get_family
     from theia_eval.envs.renderer import RenderSpec
 
-    if spec.suite != "adroit":
+    importer = get_family(spec.suite).importer
+    if importer is None:
+        into = " or ".join(t.name for f in FAMILIES.values() if f.importer for t in f.tasks)
         raise InputError(f"{source} looks like a Minari dataset (a directory or .hdf5), which imports only into "
-                         f"adroit/pen or adroit/relocate, not {spec.name}; CortexBench pickles end in .pkl/.pickle.")
+                         f"{into}, not {spec.name}; CortexBench pickles end in .pkl/.pickle.")
     crop = None if cfg.crop is None else int(cfg.crop)
     render = RenderSpec(str(cfg.preset), int(cfg.resolution), crop)
-    report = import_minari_adroit(source, spec.name, Path(cfg.out), render,
+    report = importer(source, spec.name, Path(cfg.out), render,
                                   camera=cfg.camera, num_demos=cfg.import_num_demos,
                                   successful_only=not bool(cfg.keep_failed),
                                   storage=Storage(cfg.compression, cfg.compression_level),

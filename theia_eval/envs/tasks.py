@@ -3,8 +3,8 @@
 Names are `<family>/<task>` (e.g. `metaworld/assembly`). A suite (`SuiteSpec`) is a named list of
 task names plus its protocol numbers (demos per task, evaluation episodes); the same task may belong
 to several suites (`metaworld` holds all 50 Meta-World tasks, `cortexbench-metaworld` the 5 of the
-CortexBench protocol). Family modules (envs/metaworld.py; later DMC and Adroit) register their
-specs at import; nothing outside them knows a family's details.
+CortexBench protocol). Family packages (envs/metaworld/, envs/dmc/, envs/adroit/) register their
+specs at import through one `Family` each (family.py); nothing outside them knows a family's details.
 
 A `TaskSpec` builds its simulator lazily (`make_sim`), so specs are cheap, picklable facts that
 can be sent to worker processes by name.
@@ -82,8 +82,6 @@ class SuiteSpec:
 
 TASKS: dict[str, TaskSpec] = {}
 SUITES: dict[str, SuiteSpec] = {}
-# TaskSpec.suite (family) -> episode return -> normalized score (DMC: return / 10); evaluation reads it
-SCORE_FUNCTIONS: dict[str, Callable[[float], float]] = {}
 
 
 def register_task(spec: TaskSpec) -> TaskSpec:
@@ -102,13 +100,6 @@ def register_suite(suite: SuiteSpec) -> SuiteSpec:
         get_task(name)
     SUITES[suite.name] = suite
     return suite
-
-
-def register_score(family: str, score: Callable[[float], float]) -> None:
-    """Declare how a family's episode return maps to its normalized score."""
-    if family in SCORE_FUNCTIONS:
-        raise InputError(f"a score for '{family}' is already registered")
-    SCORE_FUNCTIONS[family] = score
 
 
 def get_task(name: str | TaskSpec) -> TaskSpec:

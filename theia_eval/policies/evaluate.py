@@ -20,18 +20,15 @@ import numpy as np
 import torch
 
 from theia_eval.encoders.base import FrozenEncoder
+from theia_eval.envs.family import normalized_scores
 from theia_eval.envs.renderer import RenderSpec, check_render_match
-from theia_eval.envs.tasks import SCORE_FUNCTIONS, episode_seeds, get_task
+from theia_eval.envs.tasks import episode_seeds, get_task
 from theia_eval.envs.vector import VectorEnv
 from theia_eval.errors import InputError
 from theia_eval.policies.bc import BCPolicy
 from theia_eval.policies.cache import match_cache_precision
 from theia_eval.policies.history import HistoryBuffer
 from theia_eval.policies.stats import wilson_interval
-
-# episode return -> normalized score: SCORE_FUNCTIONS lives in envs/tasks.py (families register
-# there at import, e.g. DMC: return / 10; defining it here would be circular: envs imports first)
-
 
 @dataclass
 class EvalConfig:
@@ -167,8 +164,9 @@ def aggregate(episodes: list[dict], suite: str, elapsed: float) -> dict:
     mean_ret = float(np.mean([e["return"] for e in episodes]))
     out = {"episodes": n, "successes": k, "success_rate": k / n, "success_ci95": [lo, hi], "mean_return": mean_ret,
            "episodes_per_s": n / elapsed if elapsed > 0 else float("nan"), "wall_s": elapsed}
-    if suite in SCORE_FUNCTIONS:
-        out["normalized_score"] = float(np.mean([SCORE_FUNCTIONS[suite](e["return"]) for e in episodes]))
+    scores = normalized_scores(suite, [e["return"] for e in episodes])  # None: the suite scores by success
+    if scores is not None:
+        out["normalized_score"] = float(np.mean(scores))
     return out
 
 

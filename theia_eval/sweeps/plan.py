@@ -17,7 +17,6 @@ Paths, devices, progress bars and the number of parallel environments are not pa
 """
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Iterable, Mapping
 import dataclasses
@@ -25,9 +24,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
+from theia_eval.config import to_plain
+from theia_eval.encoder_entry import ENTRY_KEYS, EncoderEntry, entry_list, parse_encoder  # noqa: F401
 from theia_eval.errors import InputError, unknown_name
+from theia_eval.hashing import stable_hash
 from theia_eval.schema import check_config
 from theia_eval.sweeps.protocol import deviations, protocol_label
 
@@ -44,19 +46,6 @@ DEMO_IDENTITY = ("num_demos", "seed", "post_success_steps", "horizon", "preset",
                  "valid_fraction")
 
 
-def stable_hash(obj: Any, length: int = 16) -> str:
-    """sha256 of the canonical JSON of obj, truncated."""
-    text = json.dumps(obj, sort_keys=True, default=str, separators=(",", ":"))
-    return hashlib.sha256(text.encode()).hexdigest()[:length]
-
-
-def to_plain(value: Any) -> Any:
-    """OmegaConf nodes -> plain Python containers (resolved)."""
-    if isinstance(value, (DictConfig, ListConfig)):
-        return OmegaConf.to_container(value, resolve=True)
-    return value
-
-
 def drop_keys(cfg: Mapping, dotted: set[str], prefix: str = "") -> dict:
     """A copy of a nested dict without the dotted keys."""
     out = {}
@@ -69,46 +58,6 @@ def drop_keys(cfg: Mapping, dotted: set[str], prefix: str = "") -> dict:
 
 
 # ------------------------------------------------------------------------------------------- encoders
-@dataclass(frozen=True)
-class EncoderEntry:
-    """An encoder of the sweep: a label (unique, shown on leaderboards), a registry name and weights."""
-
-    label: str
-    name: str
-    weights: str | None = None
-    student: str | None = None  # the distill-stage student whose export these weights are
-    weights_key: str | None = None  # what identifies the weights in cell hashes
-    heads: tuple[str, ...] | None = None  # this encoder's heads (None = the sweep's heads)
-    families: tuple[str, ...] | None = None  # the task families it runs on (None = all of the sweep's)
-
-
-ENTRY_KEYS = {"name", "label", "weights", "heads", "families"}
-
-
-def entry_list(item: Mapping, key: str, example: str) -> tuple[str, ...] | None:
-    """An optional non-empty list setting of an encoder entry."""
-    value = item.get(key)
-    if value is None:
-        return None
-    if isinstance(value, str) or not isinstance(value, (list, tuple)) or not value:
-        raise InputError(f"encoder entry {dict(item)!r}: {key} must be a non-empty list such as {example}.")
-    return tuple(str(v) for v in value)
-
-
-def parse_encoder(item: Any) -> EncoderEntry:
-    """'name' or {name, label?, weights?, heads?, families?} -> EncoderEntry."""
-    item = to_plain(item)
-    if isinstance(item, str):
-        item = {"name": item}
-    if not (isinstance(item, Mapping) and "name" in item and set(item) <= ENTRY_KEYS):
-        raise InputError(f"bad encoder entry {item!r} in the sweep: give a registry name or "
-                         "{name, label?, weights?, heads?, families?}.")
-    weights = None if item.get("weights") is None else str(item["weights"])
-    return EncoderEntry(str(item.get("label") or item["name"]), str(item["name"]), weights, None, weights,
-                        entry_list(item, "heads", "[conv] or [conv, mlp]"),
-                        entry_list(item, "families", "[dmc] or [metaworld, adroit]"))
-
-
 def with_default_weights_key(entry: EncoderEntry) -> EncoderEntry:
     """Weights enter cell identities by content where they are files: an entry using its registry default
     weights gets their fingerprint (e.g. the shipped theia-offline file's hash), and local weights (a file or

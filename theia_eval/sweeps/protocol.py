@@ -52,10 +52,11 @@ def _line(key: str, found: Any, wanted: Any) -> str:
 
 
 def suite_protocol(family: str) -> dict[str, int]:
-    """Demos per task and evaluation episodes of the CortexBench suite of a task family."""
-    from theia_eval.envs.tasks import SUITES
+    """Demos per task and evaluation episodes of the CortexBench suite of a task family (its registration
+    names the suite; empty for a family that is not part of CortexBench)."""
+    from theia_eval.envs.family import FAMILIES
 
-    suite = SUITES.get(f"cortexbench-{family}")
+    suite = FAMILIES[family].protocol_suite() if family in FAMILIES else None
     return {"num_demos": suite.demos_per_task, "episodes": suite.eval_episodes} if suite else {}
 
 

@@ -15,7 +15,9 @@ from omegaconf import OmegaConf
 
 from theia_eval.analysis.store import ResultsStore, now
 from theia_eval.errors import InputError
+from theia_eval.hashing import weights_hash
 from theia_eval.io import atomic_write_json, read_json
+from theia_eval.provenance import code_version
 from theia_eval.sweeps.plan import Plan, demo_config
 
 ROWS_FILE = "rows.json"
@@ -125,57 +127,6 @@ def train_cell(job: dict, plan: Plan) -> dict:
     return {"status": "done"}
 
 
-def code_version() -> str:
-    """The package version, plus the git commit when the package runs from a checkout (read from .git)."""
-    from theia_eval import __version__
-
-    git = Path(__file__).resolve().parents[2] / ".git"
-    try:
-        head = (git / "HEAD").read_text().strip()
-        if head.startswith("ref: "):
-            ref = head[5:]
-            ref_file = git / ref
-            if ref_file.is_file():
-                head = ref_file.read_text().strip()
-            else:
-                packed = (git / "packed-refs").read_text().splitlines()
-                head = next(line.split()[0] for line in packed if line.endswith(" " + ref))
-        return f"{__version__}+g{head[:12]}"
-    except (OSError, StopIteration):
-        return __version__
-
-
-def weights_hash(weights_id: str) -> str:
-    """Hash of the weights: the files behind a local path (names, sizes, first/last MiB), else the id itself."""
-    import hashlib
-
-    h = hashlib.sha256()
-    path = Path(weights_id) if weights_id else None
-    if path is not None and path.exists():
-        files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
-        for f in files:
-            size = f.stat().st_size
-            h.update(f"{f.relative_to(path.parent)}:{size}".encode())
-            with open(f, "rb") as fh:
-                h.update(fh.read(1 << 20))
-                if size > 2 << 20:
-                    fh.seek(-(1 << 20), 2)
-                    h.update(fh.read())
-    else:
-        h.update(str(weights_id).encode())
-    return h.hexdigest()[:16]
-
-
-def episode_scores(info: dict) -> tuple[str, list[float]]:
-    """(metric, per-episode score 0-100): the suite's normalized score where defined, else success x 100."""
-    from theia_eval.policies.evaluate import SCORE_FUNCTIONS
-
-    suite = info["suite"]
-    if suite in SCORE_FUNCTIONS:
-        return "normalized_score", [float(SCORE_FUNCTIONS[suite](e["return"])) for e in info["per_episode"]]
-    return "success", [100.0 * bool(e["success"]) for e in info["per_episode"]]
-
-
 def score_interval(info: dict, metric: str, scores: list[float]) -> tuple[float, float]:
     """95 % interval of the score over episodes: Wilson for success, normal (mean +- 1.96 s.e.) otherwise."""
     if metric == "success":
@@ -189,6 +140,8 @@ def score_interval(info: dict, metric: str, scores: list[float]) -> tuple[float,
 
 def checkpoint_row(job: dict, info: dict, epoch: int, checkpoint: str) -> dict:
     """The score fields of one evaluation."""
+    from theia_eval.envs.family import episode_scores
+
     agg = info["aggregate"]
     metric, scores = episode_scores(info)
     lo, hi = score_interval(info, metric, scores)

@@ -1,3 +1,3 @@
-"""Privileged experts that read the simulator state: sampling MPC on native batched rollouts
-(`mpc.py`), the DMC experts (`dmc.py`: analytic reacher, MPC recipes) and the Adroit experts
-(`adroit.py`). Task specs build them lazily through `TaskSpec.make_expert`."""
+"""Old home of the privileged experts, kept so that `theia_eval.envs.experts.<name>` imports keep working:
+the experts now live in their suite's folder (envs/dmc/expert.py, envs/adroit/expert.py) and the sampling
+MPC in envs/mpc.py."""

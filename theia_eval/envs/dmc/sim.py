@@ -14,7 +14,7 @@ Episodes are seeded: reset(seed) gives the task a fresh `RandomState(seed)` befo
 
 State: MuJoCo's mjSTATE_FULLPHYSICS vector (time, qpos, qvel, act) followed by the model
 parameters an episode randomizes (reacher: the target's x, y). It restores an episode exactly and
-is what the privileged experts (`envs/experts/dmc.py`) read.
+is what the privileged experts (`envs/dmc/expert.py`) read.
 
 Success: DMC tasks have no success flag. The per-step flag is False except at the episode's last
 step, where it says whether the return reached the task's `success_return` (scaled by the
@@ -29,8 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from theia_eval.envs.simstate import ModelParam, full_state, param_values, params_size, state_size
-from theia_eval.envs.tasks import (SuiteSpec, TaskSpec, register_score, register_suite,
-                                   register_task)
+from theia_eval.envs.tasks import TaskSpec
 
 FAMILY = "dmc"
 EPISODE_STEPS = 1000  # simulator control steps of one protocol episode
@@ -69,9 +68,6 @@ DMC_TASKS: dict[str, DMCTask] = {t.name: t for t in (
     DMCTask("cheetah-run", "cheetah", "run", 4, "side", 6, success_return=500.0),
     DMCTask("finger-spin", "finger", "spin", 2, "cam0", 2, success_return=800.0),
 )}
-CORTEXBENCH_TASKS = ("walker-stand", "walker-walk", "reacher-easy", "cheetah-run", "finger-spin")
-
-
 def facts(spec: TaskSpec) -> DMCTask:
     """The DMC facts of a registered `dmc/...` TaskSpec."""
     return DMC_TASKS[spec.name.split("/", 1)[1]]
@@ -154,24 +150,9 @@ class DMCSim:
         self.env.close()
 
 
-def _make_sim(spec: TaskSpec, horizon: int | None = None) -> DMCSim:
-    return DMCSim(facts(spec), horizon or spec.horizon)
-
-
-def _make_expert(spec: TaskSpec):
-    from theia_eval.envs.experts.dmc import make_expert
-
-    return make_expert(facts(spec))
-
-
 def no_proprio(state: np.ndarray) -> np.ndarray:
     """DMC policies see no proprioception (CortexBench: add_proprio False)."""
     return np.asarray(state)[..., :0]
-
-
-def normalized_score(episode_return: float) -> float:
-    """CortexBench DMC score: return / 10 (a 1000-step episode scores at most 100)."""
-    return float(episode_return) / 10.0
 
 
 def state_dim(task: DMCTask) -> int:
@@ -184,28 +165,3 @@ def state_dim(task: DMCTask) -> int:
 
 
 STATE_DIMS = {"walker": 19, "cheetah": 19, "finger": 7, "reacher": 5}  # checked by tests/envs/test_dmc.py
-
-
-def task_spec(task: DMCTask) -> TaskSpec:
-    """The TaskSpec of one DMC task."""
-    return TaskSpec(name=f"{FAMILY}/{task.name}", suite=FAMILY, camera=task.camera,
-                    horizon=task.horizon, action_dim=task.action_dim, proprio_dim=0,
-                    state_dim=STATE_DIMS[task.domain] + params_size(task.params),
-                    make_sim=_make_sim, proprio=no_proprio, make_expert=_make_expert,
-                    upstream_id=task.upstream_id,
-                    description=f"dm_control {task.domain}-{task.task}, action repeat "
-                                f"{task.action_repeat}, camera 0 ({task.camera}), privileged expert")
-
-
-def register() -> None:
-    """Register the 5 DMC tasks, the suites `dmc` and `cortexbench-dmc`, and the score."""
-    names = tuple(register_task(task_spec(t)).name for t in DMC_TASKS.values())
-    register_suite(SuiteSpec(FAMILY, names, demos_per_task=100, eval_episodes=10,
-                             description="the DMC tasks with privileged experts"))
-    register_suite(SuiteSpec("cortexbench-dmc", tuple(f"{FAMILY}/{t}" for t in CORTEXBENCH_TASKS),
-                             demos_per_task=100, eval_episodes=10,
-                             description="the 5 DMC tasks of CortexBench (score = return / 10)"))
-    register_score(FAMILY, normalized_score)
-
-
-register()

@@ -26,13 +26,12 @@ from __future__ import annotations
 import contextlib
 import io
 from dataclasses import dataclass
-from functools import partial
 
 import numpy as np
 
 from theia_eval.envs.simstate import (ModelParam, full_state, param_values, params_size,
                                       set_full_state, set_param_values, split_state)
-from theia_eval.envs.tasks import SuiteSpec, TaskSpec, register_suite, register_task
+from theia_eval.envs.tasks import TaskSpec
 
 FAMILY = "adroit"
 CAMERA = "vil_camera"
@@ -145,40 +144,6 @@ class AdroitSim:
         self.env.close()
 
 
-def _make_sim(spec: TaskSpec, horizon: int | None = None) -> AdroitSim:
-    return AdroitSim(facts(spec))
-
-
-def _make_expert(spec: TaskSpec):
-    from theia_eval.envs.experts.adroit import make_expert
-
-    return make_expert(facts(spec))
-
-
 def hand_qpos(state: np.ndarray, dofs: int) -> np.ndarray:
     """Proprio: the first `dofs` joint angles (qpos follows the time entry of the state)."""
     return np.asarray(state)[..., 1:1 + dofs]
-
-
-def task_spec(task: AdroitTask) -> TaskSpec:
-    """The TaskSpec of one Adroit task."""
-    return TaskSpec(name=f"{FAMILY}/{task.name}", suite=FAMILY, camera=CAMERA, horizon=task.horizon,
-                    action_dim=task.action_dim, proprio_dim=task.hand_dofs,
-                    state_dim=task.state_dim, make_sim=_make_sim,
-                    proprio=partial(hand_qpos, dofs=task.hand_dofs), make_expert=_make_expert,
-                    upstream_id=task.upstream_id,
-                    description=f"gymnasium-robotics {task.upstream_id} (CortexBench "
-                                f"{task.cortexbench_id}), success: goal on > {task.min_goal_steps} "
-                                "steps, privileged MPC expert")
-
-
-def register() -> None:
-    """Register the 2 Adroit tasks and the suites `adroit` and `cortexbench-adroit`."""
-    names = tuple(register_task(task_spec(t)).name for t in ADROIT_TASKS.values())
-    register_suite(SuiteSpec(FAMILY, names, demos_per_task=100, eval_episodes=25,
-                             description="the Adroit hand tasks (gymnasium-robotics v1)"))
-    register_suite(SuiteSpec("cortexbench-adroit", names, demos_per_task=100, eval_episodes=25,
-                             description="the 2 Adroit tasks of CortexBench (pen, relocate)"))
-
-
-register()

@@ -1,4 +1,4 @@
-"""Meta-World (Farama v3, mujoco 3) tasks: `metaworld/<task>` for all 50 tasks, and the suites.
+"""Meta-World v3 behind the `Simulator` protocol, with the CortexBench camera added to every model.
 
 Protocol facts (shared/spec/cortexbench.md):
 - camera `top_cap2`: the CortexBench fork's camera, added to the model with MjSpec before compiling:
@@ -11,19 +11,15 @@ Protocol facts (shared/spec/cortexbench.md):
 """
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 
 from theia_eval.envs.renderer import CameraSpec, add_cameras
-from theia_eval.envs.tasks import SuiteSpec, TaskSpec, register_suite, register_task
 
 FAMILY = "metaworld"
 VERSION_SUFFIX = "-v3"
 HORIZON = 500
 TOP_CAP2 = CameraSpec(name="top_cap2", pos=(0.0, 0.9, 0.6), target_body="tablelink", fovy=45.0)
 EXTRA_CAMERAS = (TOP_CAP2,)
-CORTEXBENCH_TASKS = ("assembly", "bin-picking", "button-press-topdown", "drawer-open", "hammer")
 
 
 def upstream_names() -> list[str]:
@@ -82,52 +78,3 @@ class MetaWorldSim:
 
     def close(self) -> None:
         self.env.close()
-
-
-class MetaWorldExpert:
-    """Meta-World's scripted policy for one task."""
-
-    def __init__(self, upstream_id: str) -> None:
-        from metaworld.policies import ENV_POLICY_MAP
-
-        # upstream warns on every policy with large gains; the env clips actions to [-1, 1] anyway
-        warnings.filterwarnings("ignore", message="Constant\\(s\\) may be too high")
-        self.policy = ENV_POLICY_MAP[upstream_id]()
-
-    def get_action(self, state: np.ndarray) -> np.ndarray:
-        return np.asarray(self.policy.get_action(state), dtype=np.float64)
-
-
-def _make_sim(spec: TaskSpec, horizon: int | None = None) -> MetaWorldSim:
-    return MetaWorldSim(spec.upstream_id, horizon=horizon or spec.horizon)
-
-
-def _make_expert(spec: TaskSpec) -> MetaWorldExpert:
-    return MetaWorldExpert(spec.upstream_id)
-
-
-def gripper_proprio(state: np.ndarray) -> np.ndarray:
-    """Hand position (3) and gripper opening (1): the first 4 entries of the state."""
-    return state[..., :4]
-
-
-def task_spec(upstream_id: str) -> TaskSpec:
-    """The TaskSpec of one Meta-World v3 task id."""
-    short = upstream_id.removesuffix(VERSION_SUFFIX)
-    return TaskSpec(name=f"{FAMILY}/{short}", suite=FAMILY, camera=TOP_CAP2.name, horizon=HORIZON,
-                    action_dim=4, proprio_dim=4, state_dim=39, make_sim=_make_sim,
-                    proprio=gripper_proprio, make_expert=_make_expert, upstream_id=upstream_id,
-                    description=f"Meta-World {upstream_id} (goal observable), scripted expert")
-
-
-def register() -> None:
-    """Register the 50 tasks and the suites `metaworld` and `cortexbench-metaworld`."""
-    names = [register_task(task_spec(uid)).name for uid in upstream_names()]
-    register_suite(SuiteSpec("metaworld", tuple(names), description="all 50 Meta-World v3 tasks"))
-    register_suite(SuiteSpec("cortexbench-metaworld",
-                             tuple(f"{FAMILY}/{t}" for t in CORTEXBENCH_TASKS),
-                             demos_per_task=25, eval_episodes=25,
-                             description="the 5 Meta-World tasks of CortexBench"))
-
-
-register()
