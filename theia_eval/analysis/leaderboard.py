@@ -7,12 +7,14 @@ Scores are 0-100 (success % or the suite's normalized score). For one encoder, h
 - MuJoCo-subset score: for each seed, the mean of its suite scores over MUJOCO_SUITES (the suite families
   registered with mujoco_subset, envs/family.py); then mean +- s.e. over seeds. Only defined when every
   seed has all of them (else reported as missing);
-- overall: the MuJoCo-subset score when defined, else the same statistic over the suites present
-  (labelled with the suites it covers).
+- overall: the MuJoCo-subset score when defined. In a section where some entry has every suite of the subset,
+  an entry lacking one has no overall score (labelled "lacks SUITE"; never a mean over what exists); in a
+  section where none has, the overall is the same statistic over the suites present (labelled with them).
 The s.e. is the sample standard deviation (ddof 1) over seeds / sqrt(n); it is undefined for n = 1.
 Best-checkpoint scores (max over evaluations during training, the CortexBench number) are always shown
 beside last-checkpoint scores. Rows of different protocols are never pooled: a section is one protocol
-("cortexbench"), or one sweep's reduced protocol with its deviations written above it.
+("cortexbench"), or one sweep's reduced protocol with its deviations written above it, or sweeps pooled on
+purpose (`pools`, e.g. one study run as a sweep per suite family) with all their deviations.
 
 Uncertainty (uncertainty.py), from the per-episode outcomes of every evaluation (episodes.py):
 - per task: the success count k/n pooled over seeds with its Wilson 95 % interval (for a per-episode score
@@ -26,7 +28,7 @@ Uncertainty (uncertainty.py), from the per-episode outcomes of every evaluation 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -36,6 +38,7 @@ from theia_eval.analysis.episodes import Episodes, load_episodes
 from theia_eval.analysis.uncertainty import (Estimate, Paired, Resampling, estimate, pair_runs, paired,
                                              wilson_percent)
 from theia_eval.envs.family import mujoco_subset
+from theia_eval.errors import InputError
 
 MUJOCO_SUITES = mujoco_subset()  # the registered suite families marked mujoco_subset (metaworld, dmc, adroit)
 CHECKPOINTS = ("last", "best")
@@ -80,15 +83,44 @@ def dedupe(df: pd.DataFrame) -> tuple[pd.DataFrame, int]:
     return kept.sort_index(), len(df) - len(kept)
 
 
-def sections(df: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
-    """(title, rows) per protocol: all CortexBench rows together, each sweep's reduced rows apart."""
+def check_pools(pools: Mapping[str, Sequence[str]] | None, sweeps: Iterable[str]) -> dict[str, str]:
+    """sweep -> pool name, from {pool name: [sweep, ...]} (each sweep in at most one pool, every sweep present)."""
+    owner: dict[str, str] = {}
+    present = set(sweeps)
+    for name, members in (pools or {}).items():
+        members = [str(m) for m in members]
+        if len(members) < 2:
+            raise InputError(f"pool '{name}' must name at least two sweeps to pool, got {members}.")
+        for m in members:
+            if m in owner:
+                raise InputError(f"sweep '{m}' is in two pools ('{owner[m]}' and '{name}'); a sweep's rows go to one "
+                                 "section.")
+            if m not in present:
+                raise InputError(f"pool '{name}' names sweep '{m}', which has no rows in these results (sweeps: "
+                                 f"{', '.join(sorted(present)) or 'none'}).")
+            owner[m] = str(name)
+    return owner
+
+
+def sections(df: pd.DataFrame, pools: Mapping[str, Sequence[str]] | None = None) -> list[tuple[str, pd.DataFrame]]:
+    """(title, rows) per protocol: all CortexBench rows together, each sweep's reduced rows apart, except sweeps
+    pooled on purpose (`pools`: {name: [sweep, ...]}, e.g. a study run as one sweep per suite family, so that the
+    MuJoCo-subset score can span them); a pooled section lists every member's deviations."""
     out = []
     proto = df[df["protocol"] == "cortexbench"]
     if len(proto):
         out.append(("CortexBench protocol", proto))
     reduced = df[df["protocol"] != "cortexbench"]
-    for sweep, rows in reduced.groupby(reduced["sweep"].fillna("(no sweep)"), sort=True):
-        out.append((f"Reduced protocol: sweep {sweep} (NOT CortexBench numbers)", rows))
+    sweep = reduced["sweep"].fillna("(no sweep)")
+    owner = check_pools(pools, set(sweep))
+    group = sweep.map(lambda s: owner.get(s, s))
+    for name, rows in reduced.groupby(group, sort=True):
+        members = sorted(set(sweep[rows.index]))
+        if name in (pools or {}):
+            title = f"Reduced protocol: sweeps {' + '.join(members)} pooled as {name} (NOT CortexBench numbers)"
+        else:
+            title = f"Reduced protocol: sweep {name} (NOT CortexBench numbers)"
+        out.append((title, rows))
     return out
 
 
@@ -108,13 +140,31 @@ def suite_table(seed_means: pd.DataFrame) -> dict[tuple, Stat]:
     return {k: stat(g["score"]) for k, g in seed_means.groupby(KEY + ["suite"], sort=True)}
 
 
+def spans_subset(seed_means: pd.DataFrame, mujoco: tuple[str, ...] = MUJOCO_SUITES) -> bool:
+    """Whether some entry of these rows has every suite of the MuJoCo subset (then the overall score is the subset
+    score, and entries lacking a suite get none instead of a mean over the suites they have)."""
+    return any(set(mujoco) <= set(g["suite"]) for _, g in seed_means.groupby(KEY, sort=True))
+
+
+def missing_suites(suites: Iterable[str], mujoco: tuple[str, ...] = MUJOCO_SUITES) -> list[str]:
+    return [m for m in mujoco if m not in set(suites)]
+
+
 def overall_table(seed_means: pd.DataFrame, mujoco: tuple[str, ...] = MUJOCO_SUITES) -> dict[tuple, tuple[Stat, str]]:
-    """(encoder, head, checkpoint) -> (Stat over seeds of the per-seed mean over suites, scope label)."""
+    """(encoder, head, checkpoint) -> (Stat over seeds of the per-seed mean over suites, scope label).
+
+    Where some entry has the whole MuJoCo subset, an entry lacking a suite gets no overall score (nan) and the
+    label "lacks SUITE, ..." (averaging over the suites it has would rank it on different tasks); where none has,
+    every entry's overall is the mean over its suites, labelled with them."""
     out = {}
+    spanned = spans_subset(seed_means, mujoco)
     for k, g in seed_means.groupby(KEY, sort=True):
         suites = sorted(set(g["suite"]))
         per_seed = g.groupby("seed")
         complete = set(mujoco) <= set(suites)
+        if spanned and not complete:
+            out[k] = (Stat(math.nan, math.nan, 0), "lacks " + ", ".join(missing_suites(suites, mujoco)))
+            continue
         wanted = list(mujoco) if complete else suites
         values = [s["score"][s["suite"].isin(wanted)].mean() for _, s in per_seed
                   if set(wanted) <= set(s["suite"])]
@@ -176,6 +226,14 @@ class Section:
     vs_top: dict = field(default_factory=dict)  # (enc, head, ckpt) -> Paired (entry - top)
     pairwise: dict = field(default_factory=dict)  # ckpt -> {(entry, entry): Paired}
     notes: list[str] = field(default_factory=list)  # rows whose per-episode outcomes could not be read
+    spans_subset: bool = False  # some entry has every suite of the MuJoCo subset
+
+    def lacking(self) -> dict[Entry, list[str]]:
+        """(encoder, head) -> the MuJoCo-subset suites it lacks, for a section that spans the subset."""
+        if not self.spans_subset:
+            return {}
+        return {(e, h): label.removeprefix("lacks ").split(", ") for (e, h, c), (_, label) in self.overall.items()
+                if c == "last" and label.startswith("lacks ")}
 
     def score(self, entry: Entry, ckpt: str) -> float:
         """The overall score shown: the bootstrap estimate's mean when defined, else the mean over seeds."""
@@ -258,6 +316,8 @@ def fill_uncertainty(sec: Section, mujoco: tuple[str, ...]) -> None:
             forest, complete = sec.forest((enc, head), ckpt, [suite])
             if complete:
                 sec.suite_ci[(enc, head, ckpt, suite)] = estimate(forest, sec.resampling)
+        if sec.spans_subset and not set(mujoco) <= set(suites):
+            continue  # no overall score: the entry lacks a suite of the subset (overall_table's label says which)
         wanted = list(mujoco) if set(mujoco) <= set(suites) else suites
         forest, complete = sec.forest((enc, head), ckpt, wanted)
         if complete:
@@ -273,15 +333,28 @@ def fill_uncertainty(sec: Section, mujoco: tuple[str, ...]) -> None:
         sec.pairwise[ckpt] = {(a, b): sec.compare(a, b, ckpt) for i, a in enumerate(entries) for b in entries[i + 1:]}
 
 
+def section_deviations(rows: pd.DataFrame) -> list[str]:
+    """The protocol deviations of a section's rows; in a pooled section, one not shared by every member sweep
+    names the sweeps it applies to."""
+    sweeps = rows["sweep"].fillna("(no sweep)")
+    where: dict[str, set[str]] = {}
+    for sweep, text in zip(sweeps, rows["deviations"].fillna("")):
+        for d in (d for d in text.split("; ") if d):
+            where.setdefault(d, set()).add(sweep)
+    members = set(sweeps)
+    return sorted(d if where[d] == members else f"{d} (sweep {', '.join(sorted(where[d]))} only)" for d in where)
+
+
 def build_section(title: str, rows: pd.DataFrame, mujoco: tuple[str, ...] = MUJOCO_SUITES,
                   episodes: Mapping[tuple[str, str], Episodes] | None = None, resampling: Resampling | None = None,
                   notes: Mapping[tuple[str, str], str] | None = None) -> Section:
     seed_means = seed_suite_means(rows)
-    devs = sorted({d for text in rows["deviations"].fillna("") for d in text.split("; ") if d})
+    devs = section_deviations(rows)
     sec = Section(title, rows, devs, sorted(set(rows["suite"])), sorted(set(rows["task"])),
                   sorted(set(rows["head"])), sorted(set(rows["encoder"])), task_table(rows),
                   suite_table(seed_means), overall_table(seed_means, mujoco), compute_columns(rows),
-                  {h: g["head_input"].iloc[0] for h, g in rows.groupby("head")}, resampling or Resampling())
+                  {h: g["head_input"].iloc[0] for h, g in rows.groupby("head")}, resampling or Resampling(),
+                  spans_subset=spans_subset(seed_means, mujoco))
     episodes, notes = episodes or {}, notes or {}
     for r in rows.sort_values(["suite", "task", "seed"]).itertuples(index=False):
         sec.grid.setdefault((r.encoder, r.head, r.checkpoint), []).append((r.suite, r.task, int(r.seed)))
@@ -296,7 +369,8 @@ def build_section(title: str, rows: pd.DataFrame, mujoco: tuple[str, ...] = MUJO
 
 def build_leaderboard(df: pd.DataFrame, mujoco: tuple[str, ...] = MUJOCO_SUITES,
                       episodes: Mapping[tuple[str, str], Episodes] | None = None,
-                      resampling: Resampling | None = None, roots: Iterable[str] = ()) -> tuple[list[Section], int]:
+                      resampling: Resampling | None = None, roots: Iterable[str] = (),
+                      pools: Mapping[str, Sequence[str]] | None = None) -> tuple[list[Section], int]:
     """All sections of a results table, and how many superseded rows were dropped.
 
     episodes: {(config_hash, checkpoint): Episodes}; None reads them from the rows' run directories
@@ -308,7 +382,7 @@ def build_leaderboard(df: pd.DataFrame, mujoco: tuple[str, ...] = MUJOCO_SUITES,
     notes: dict = {}
     if episodes is None:
         episodes, notes = load_episodes(df, roots)
-    return [build_section(t, r, mujoco, episodes, resampling, notes) for t, r in sections(df)], dropped
+    return [build_section(t, r, mujoco, episodes, resampling, notes) for t, r in sections(df, pools)], dropped
 
 
 def long_rows(sec: Section) -> list[dict]:

@@ -91,8 +91,12 @@ def main_table(sec: Section) -> Table:
     header += [f"{s} {c}" for s in sec.suites for c in CHECKPOINTS]
     header += [f"overall {c}" for c in CHECKPOINTS]
     header += [f"vs top ({c})" for c in CHECKPOINTS]
+    lacking = sec.lacking()
+    subset = ("" if not lacking else "No MuJoCo-subset score for entries lacking a suite (not a mean over the "
+              "suites they have): " + "; ".join(f"{e} + {h} lacks {', '.join(m)}" for (e, h), m in sorted(lacking.items()))
+              + ". ")
     t = Table(f"Leaderboard: {sec.title}", header,
-              note=f"overall = {' / '.join(scope)}. {interval_note(sec)} vs top: '≈ top' = the 95% interval of the "
+              note=f"overall = {' / '.join(scope)}. {subset}{interval_note(sec)} vs top: '≈ top' = the 95% interval of the "
                    "paired difference with the top entry contains 0 (see the paired comparison). " + CHECKPOINT_NOTE)
     for enc, head in sec.ranked():
         comp = sec.compute[enc]
