@@ -155,7 +155,7 @@ def test_claims_section_in_the_outputs_and_the_report(tmp_path, capsys):
         assert "Claim student: student matches teacher" in (out / name).read_text()
     assert "pooled" in (out / "claims.csv").read_text()
     # report.html rewritten later (as `entropy` does) keeps the claims and the leaderboard's interval settings
-    from theia_eval.analysis.commands import write_report
+    from theia_eval.analysis.outputs import write_report
 
     assert main(["leaderboard", f"results={store}", f"out_dir={out}", f"claims={tmp_path / 'claims.yaml'}",
                  "uncertainty.seed=3"]) == 0

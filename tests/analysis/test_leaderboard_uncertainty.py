@@ -100,7 +100,7 @@ def test_when_nothing_is_distinguishable_the_report_says_so(tmp_path, capsys):
 def test_moved_run_directories_are_found_and_missing_ones_are_named(tmp_path, capsys, monkeypatch):
     import shutil
 
-    from theia_eval.analysis.commands import leaderboard_data
+    from theia_eval.analysis.outputs import leaderboard_data
 
     (tmp_path / "sweep").mkdir()
     monkeypatch.chdir(tmp_path / "sweep")

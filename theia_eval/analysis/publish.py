@@ -189,7 +189,7 @@ def check_portable(dest: Path) -> None:
 def publish_sweep(sweep_dir: str | Path, dest: str | Path, claims=None, command: str | None = None,
                   grid: str = "plan") -> dict:
     """Copy a sweep's finished cells and tables into `dest` (see the module doc); returns a summary."""
-    from theia_eval.analysis.commands import write_leaderboard
+    from theia_eval.analysis.outputs import write_leaderboard
     from theia_eval.analysis.store import SCHEMA_VERSION, load_results
 
     sweep_dir, dest = Path(sweep_dir), Path(dest)

@@ -107,7 +107,7 @@ def embed_tasks(job: dict, plan: Plan) -> dict:
 def train_cell(job: dict, plan: Plan) -> dict:
     """Train and evaluate one cell (resuming its run), then append its best/last rows to the store."""
     from theia_eval.envs.tasks import get_task
-    from theia_eval.policies.commands import run_dir, train_task
+    from theia_eval.policies.runs import run_dir, train_task
 
     store = ResultsStore(plan.store, plan.journal)
     if store.checkpoints(job["config_hash"]) >= {"best", "last"}:
