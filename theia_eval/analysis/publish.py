@@ -19,6 +19,7 @@ import argparse
 import datetime as dt
 import json
 import shutil
+from dataclasses import asdict
 from pathlib import Path
 
 from theia_eval.errors import InputError
@@ -87,8 +88,8 @@ def planned_cells(plan: dict, sweep_dir: Path, grid: str = "plan") -> list[dict]
     if grid == "plan":
         return plan["train"]
     full = build_plan(compose("sweep", [f"sweep={plan['name']}", f"out_dir={sweep_dir}"]))
-    known = {c["config_hash"] for c in full.train}
-    return full.train + [c for c in plan["train"] if c["config_hash"] not in known]
+    known = {c.config_hash for c in full.train}
+    return [asdict(c) for c in full.train] + [c for c in plan["train"] if c["config_hash"] not in known]
 
 
 def cell_lines(cells: list[dict], rows) -> list[dict]:

@@ -17,7 +17,7 @@ from omegaconf import DictConfig
 from theia_eval.analysis.store import ResultsStore
 from theia_eval.io import atomic_write_text, read_json
 from theia_eval.sweeps.launch import run_stage
-from theia_eval.sweeps.plan import STAGES, Plan, build_plan
+from theia_eval.sweeps.plan import STAGES, Job, Plan, build_plan
 
 
 @dataclass
@@ -43,24 +43,24 @@ def pending_jobs(plan: Plan, store: ResultsStore) -> dict[str, list[int]]:
     from theia_eval.sweeps.stages import demos_complete, student_done
 
     finished = store.finished()
-    cells = [i for i, c in enumerate(plan.train) if c["config_hash"] not in finished]
+    cells = [i for i, c in enumerate(plan.train) if c.config_hash not in finished]
     need = [plan.train[i] for i in cells]
-    students = {c["encoder"]["student"] for c in need}
-    groups = {f"{c['label']}:{c['kind']}" for c in need}
-    tasks = {c["task"] for c in need}
-    return {"demos": [i for i, d in enumerate(plan.demos) if d["task"] in tasks and not demos_complete(d)],
+    students = {c.student for c in need}
+    groups = {c.group for c in need}
+    tasks = {c.task for c in need}
+    return {"demos": [i for i, d in enumerate(plan.demos) if d.task in tasks and not demos_complete(d)],
             "distill": [i for i, s in enumerate(plan.distill)
-                        if s["label"] in students and not student_done(s["run_dir"])],
-            "embed": [i for i, e in enumerate(plan.embed) if e["id"] in groups],
+                        if s.label in students and not student_done(s.run_dir)],
+            "embed": [i for i, e in enumerate(plan.embed) if e.id in groups],
             "train": cells}
 
 
-def blocked_by(stage: str, failed: dict, job: dict) -> bool:
+def blocked_by(stage: str, failed: Job, job: Job) -> bool:
     """Whether a later job needs the output of a failed job of `stage`."""
-    needs = {"demos": lambda j: failed.get("task") in j.get("tasks", [j.get("task")]),
-             "distill": lambda j: j.get("encoder", {}).get("student") == failed.get("label"),
-             "embed": lambda j: f"{j.get('label')}:{j.get('kind')}" == failed.get("id")}
-    return needs[stage](job)
+    needs = {"demos": lambda: failed.task in job.tasks_needed,
+             "distill": lambda: job.student is not None and job.student == failed.label,
+             "embed": lambda: job.group == failed.id}
+    return needs[stage]()
 
 
 def drop_blocked(report: SweepReport, stage: str, results: list[dict]) -> None:
@@ -68,11 +68,11 @@ def drop_blocked(report: SweepReport, stage: str, results: list[dict]) -> None:
     for r in results:
         if r.get("status") != "failed":
             continue
-        failed = next(j for j in report.plan.stage(stage) if j["id"] == r["id"])
+        failed = next(j for j in report.plan.stage(stage) if j.id == r["id"])
         for later in STAGES[STAGES.index(stage) + 1:]:
             jobs = report.plan.stage(later)
             keep = [i for i in report.pending[later] if not blocked_by(stage, failed, jobs[i])]
-            report.blocked += [f"{later} {jobs[i]['id']} (needs {stage} {r['id']})"
+            report.blocked += [f"{later} {jobs[i].id} (needs {stage} {r['id']})"
                                for i in report.pending[later] if i not in keep]
             report.pending[later] = keep
 
@@ -86,9 +86,9 @@ def sync_rows(plan: Plan, store: ResultsStore) -> int:
 
     finished, added = store.finished(), 0
     for cell in plan.train:
-        if cell["config_hash"] in finished:
+        if cell.config_hash in finished:
             continue
-        path = run_dir(OmegaConf.create(cell["config"]), get_task(cell["task"])) / ROWS_FILE
+        path = run_dir(OmegaConf.create(cell.config), get_task(cell.task)) / ROWS_FILE
         if path.is_file():
             added += store.append(read_json(path, "the rows of a finished cell"))
     return added
@@ -127,19 +127,19 @@ def run_sweep(cfg: DictConfig, dry_run: bool = False, echo=print) -> SweepReport
 
 def describe(report: SweepReport) -> str:
     plan = report.plan
-    labels = list(dict.fromkeys(c["label"] for c in plan.train))
-    tasks = list(dict.fromkeys(c["task"] for c in plan.train))
-    heads = list(dict.fromkeys(c["head"] for c in plan.train))
-    seeds = list(dict.fromkeys(c["seed"] for c in plan.train))
-    protocols = Counter(c["protocol"] for c in plan.train)
-    pairs = list(dict.fromkeys((c["label"], c["head"]) for c in plan.train))
+    labels = list(dict.fromkeys(c.label for c in plan.train))
+    tasks = list(dict.fromkeys(c.task for c in plan.train))
+    heads = list(dict.fromkeys(c.head for c in plan.train))
+    seeds = list(dict.fromkeys(c.seed for c in plan.train))
+    protocols = Counter(c.protocol for c in plan.train)
+    pairs = list(dict.fromkeys((c.label, c.head) for c in plan.train))
     grid = (f"{len(labels)} encoders x {len(tasks)} tasks x {len(heads)} heads" if len(pairs) == len(labels) * len(heads)
             else f"{len(pairs)} encoder-head pairs x {len(tasks)} tasks")
     lines = [f"sweep {plan.name}: {grid} x {len(seeds)} "
              f"seeds = {len(plan.train)} cells ({', '.join(f'{n} {p}' for p, n in protocols.items())})",
              f"  encoders: {', '.join(labels)}", f"  tasks: {', '.join(tasks)}",
              f"  heads: {', '.join(heads)}; seeds: {', '.join(map(str, seeds))}"]
-    devs = next((c["deviations"] for c in plan.train if c["deviations"]), None)
+    devs = next((c.deviations for c in plan.train if c.deviations), None)
     if devs:
         lines.append("  reduced protocol: " + "; ".join(devs))
     lines.append("  to run: " + ", ".join(f"{s} {len(report.pending[s])}/{len(plan.stage(s))}" for s in STAGES)
@@ -152,7 +152,7 @@ def summary(report: SweepReport, store: ResultsStore) -> str:
                     if report.results.get(s))
     lines = [f"[sweep {report.plan.name}] {ran or 'nothing to run: every cell is finished'}"]
     lines.append(f"  store {report.plan.store}: {len(store)} rows, "
-                 f"{sum(c['config_hash'] in store.finished() for c in report.plan.train)}/{len(report.plan.train)} "
+                 f"{sum(c.config_hash in store.finished() for c in report.plan.train)}/{len(report.plan.train)} "
                  "cells finished")
     for f in report.failures:
         lines.append(f"  FAILED {f['stage']} {f['id']}: {f['error']}")
