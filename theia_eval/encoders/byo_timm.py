@@ -32,7 +32,7 @@ from theia_eval.encoders.byo import (TokenLayout, cached_facts, count_params_m, 
                                      looks_like_path, map_layout, probe, sequence_layout)
 from theia_eval.encoders.images import Preprocess
 from theia_eval.encoders.registry import ResolvedEntry, register_scheme
-from theia_eval.encoders.weights import is_random, random_seed, seeded_init
+from theia_eval.encoders.weights import parse_weights, seeded_init
 from theia_eval.errors import CheckpointMismatchError, InputError, UnknownNameError, WeightsNotFoundError
 
 SCHEME = "timm"
@@ -129,8 +129,8 @@ def default_source(model: str, what: str) -> TimmSource:
 def weights_source(model: str, weights: str | None, what: str) -> TimmSource:
     if weights is None:
         return default_source(model, what)
-    if is_random(weights):
-        return TimmSource(model, seed=random_seed(weights), label=str(weights))
+    if parse_weights(weights).random:
+        return TimmSource(model, seed=parse_weights(weights).seed, label=str(weights))
     path = Path(weights).expanduser()
     if path.exists():
         return folder_or_file(path, model, str(weights), what)
