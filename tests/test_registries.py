@@ -2,7 +2,9 @@
 tested the moment it is registered, with tiny inputs (batch 2).
 
 Encoders above FAST_MAX_PARAMS_M are built (with seeded random weights) only in the full run (`make test-all`,
-marker slow); an entry that cannot be built offline at all is skipped with the reason its builder gives.
+marker slow): their family builders run in the default set on the small entries here and on tiny configs in
+tests/encoders/test_hf.py (clip, dinov2, vit, sam, depth-anything) and test_mae.py (vc1, mvp). An entry that cannot
+be built offline at all is skipped with the reason its builder gives.
 """
 import numpy as np
 import pytest

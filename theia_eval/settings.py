@@ -20,17 +20,17 @@ from pathlib import Path
 from typing import Any
 
 
-def setting(default: Any, help: str = "", *, before: tuple[str, ...] = ()) -> Any:
+def setting(default: Any, text: str = "", *, before: tuple[str, ...] = ()) -> Any:
     """A verb setting: its default, its help text and comment lines written above it in the YAML."""
-    meta = {"help": help, "before": before}
+    meta = {"help": text, "before": before}
     if isinstance(default, (list, dict)):
         return field(default_factory=lambda: copy.deepcopy(default), metadata=meta)
     return field(default=default, metadata=meta)
 
 
-def section(cls: type, help: str = "") -> Any:
+def section(cls: type, text: str = "") -> Any:
     """A nested block of settings (a YAML mapping such as `bc:`), typed by its own dataclass."""
-    return field(default_factory=cls, metadata={"help": help, "before": ()})
+    return field(default_factory=cls, metadata={"help": text, "before": ()})
 
 
 @dataclass

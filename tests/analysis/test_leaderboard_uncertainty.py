@@ -74,7 +74,8 @@ def test_task_counts_have_wilson_intervals_and_entries_are_compared_with_the_top
 
 def test_outputs_are_reproducible_with_the_seed_and_follow_it(tmp_path, capsys):
     results = store_of(tmp_path, ranked_rows(tmp_path))
-    strip = lambda text: "\n".join(line for line in text.splitlines() if "generated" not in line)
+    def strip(text):
+        return "\n".join(line for line in text.splitlines() if "generated" not in line)
     first = strip(lb(tmp_path, results))
     first_csv = (tmp_path / "lb" / "leaderboard.csv").read_text()
     assert strip(lb(tmp_path, results)) == first and (tmp_path / "lb" / "leaderboard.csv").read_text() == first_csv

@@ -13,7 +13,7 @@ from PIL import Image
 
 from theia_eval.cli import main
 from theia_eval.config import compose
-from theia_eval.encoders import byo, create_encoder
+from theia_eval.encoders import byo
 from theia_eval.errors import TheiaEvalError
 from theia_eval.sweeps.plan import build_plan
 

@@ -185,7 +185,8 @@ def test_the_entropy_study_reuses_the_metaworld_studys_cells(tmp_path):
 
 
 def test_protocol_deviations():
-    suite = lambda family: {"num_demos": 25, "episodes": 25}
+    def suite(family):
+        return {"num_demos": 25, "episodes": 25}
     cell = {"bc": {"epochs": 100, "batch_size": 256, "lr": 0.001, "weight_decay": 0.0, "eval_every": 5, "history": 3,
                    "fusion": "flare", "action_norm": "none", "proprio_norm": "none", "head_config": {}},
             "eval": {"horizon": None, "episodes": 25, "preset": None, "resolution": None, "crop": "demos"},

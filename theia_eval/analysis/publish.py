@@ -117,7 +117,8 @@ def cells_markdown(cells: list[dict], name: str) -> str:
              "publish` from results.csv and the plan).", "",
              "| encoder | head | task | seed | best (epoch) | last (epoch) | wall (min) | config hash |",
              "|---|---|---|---|---|---|---|---|"]
-    fmt = lambda e: "-" if e is None else f"{e['score']:.1f} ({e['epoch']})"
+    def fmt(e):
+        return "-" if e is None else f"{e['score']:.1f} ({e['epoch']})"
     for c in cells:
         lines.append(f"| {c['encoder']} | {c['head']} | {c['task']} | {c['seed']} | {fmt(c['best'])} | "
                      f"{fmt(c['last'])} | {c['wall_min'] if c['wall_min'] is not None else '-'} | "

@@ -75,7 +75,7 @@ class Decoder(abc.ABC):
     def __init__(self, teacher: TeacherInfo, settings: DecodeSettings):
         self.teacher, self.settings = teacher, settings
 
-    def reset(self) -> None:
+    def reset(self) -> None:  # noqa: B027  (an optional hook: most decoders keep no per-media state)
         """Forget per-media state (a new image or video starts)."""
 
     @abc.abstractmethod
@@ -116,7 +116,7 @@ class PCABasis:
     hi: torch.Tensor
 
     @classmethod
-    def fit(cls, tokens: torch.Tensor) -> "PCABasis":
+    def fit(cls, tokens: torch.Tensor) -> PCABasis:
         """PCA(3) of (N, C) tokens; each component's sign fixed so that its largest loading is positive."""
         x = tokens.double()
         mean = x.mean(0)

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import fnmatch
 from collections.abc import Callable
-from functools import lru_cache, partial
+from functools import partial, cache
 
 from theia_eval.envs.tasks import TaskSpec, get_task, list_tasks
 from theia_eval.errors import InputError, unknown_name
@@ -118,7 +118,7 @@ FAMILY_CAMERAS: dict[str, Callable[[TaskSpec, list[str]], list[str]]] = {
 }
 
 
-@lru_cache(maxsize=None)
+@cache
 def family_tasks(family: str) -> tuple[TaskSpec, ...]:
     """Every renderable task of a family."""
     import theia_eval.envs  # noqa: F401  (registers the tasks)

@@ -49,7 +49,7 @@ class TrainSettings(DistillTrainSection):
         self.export_at = export_steps(self.export_at)
 
     @classmethod
-    def from_config(cls, cfg: DictConfig) -> "TrainSettings":
+    def from_config(cls, cfg: DictConfig) -> TrainSettings:
         data = OmegaConf.to_container(cfg, resolve=True)
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)

@@ -78,7 +78,8 @@ def check_model_name(model: str, what: str) -> None:
     try:
         timm.models.get_pretrained_cfg(model)
     except RuntimeError as exc:
-        raise UnknownNameError(f"{what}: {exc}. List the tags with timm.list_pretrained('{model.split('.')[0]}*').")
+        raise UnknownNameError(f"{what}: {exc}. List the tags with timm.list_pretrained('{model.split('.')[0]}*')."
+                               ) from exc
 
 
 def folder_or_file(path: Path, model: str, label: str, what: str) -> TimmSource:

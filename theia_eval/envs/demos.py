@@ -363,7 +363,7 @@ def _collect_missing(spec: TaskSpec, path: Path, meta: DatasetMeta, cfg: DemoCon
                disable=not cfg.progress)
     new, failures = 0, 0
     try:
-        for seed, episode in runner.results(jobs, needed=lambda: missing - new):
+        for seed, episode in runner.results(jobs, needed=lambda: missing - new):  # noqa: B023  (the running count)
             if episode is None:
                 failures += 1
                 progress.failed.add(seed)

@@ -130,7 +130,7 @@ class WindowDataset(torch.utils.data.Dataset, EmbeddingShapes):
 
     @classmethod
     def from_cache(cls, cache: EmbeddingCache, history: int = 3, fusion: str = "flare",
-                   demo_keys: Sequence[str] | None = None) -> "WindowDataset":
+                   demo_keys: Sequence[str] | None = None) -> WindowDataset:
         """Windows over a cache, for all its demos or those named (e.g. a train split)."""
         keys = list(cache.demo_keys if demo_keys is None else demo_keys)
         spans = [cache.demo_rows(k) for k in keys]

@@ -62,7 +62,7 @@ class PolicyShapes:
 
     @classmethod
     def from_encoder(cls, config: Any, *, history: int = 3, fusion: str = "flare", proprio_dim: int = 0,
-                     action_dim: int) -> "PolicyShapes":
+                     action_dim: int) -> PolicyShapes:
         """Shapes from an encoder config (anything with grid, token_dim, summary_dim)."""
         return cls(tuple(config.grid), config.token_dim, config.summary_dim, history, fusion, proprio_dim, action_dim)
 

@@ -348,7 +348,7 @@ class DistillJob(Job):
     key: str
 
     @classmethod
-    def of(cls, s: StudentEntry) -> "DistillJob":
+    def of(cls, s: StudentEntry) -> DistillJob:
         return cls(s.label, **asdict(s))
 
 
@@ -383,7 +383,7 @@ class EmbedJob(Job):
         return self.encoder.student
 
     @classmethod
-    def from_dict(cls, d: Mapping) -> "EmbedJob":
+    def from_dict(cls, d: Mapping) -> EmbedJob:
         return cls(**{**d, "encoder": encoder_from_dict(d["encoder"]), "demos": [EmbedDemos(**x) for x in d["demos"]]})
 
 
@@ -418,7 +418,7 @@ class TrainJob(Job):
         return f"{self.label}:{self.kind}"
 
     @classmethod
-    def from_dict(cls, d: Mapping) -> "TrainJob":
+    def from_dict(cls, d: Mapping) -> TrainJob:
         return cls(**{**d, "encoder": encoder_from_dict(d["encoder"])})
 
 
@@ -450,7 +450,7 @@ class Plan:
         return json.dumps(asdict(self), indent=1, default=str)
 
     @classmethod
-    def from_json(cls, text: str) -> "Plan":
+    def from_json(cls, text: str) -> Plan:
         data = json.loads(text)
         if data.get("format") != PLAN_FORMAT:
             raise InputError(f"plan format {data.get('format')} is not {PLAN_FORMAT}: re-run `theia-eval sweep`.")
