@@ -79,6 +79,14 @@ def test_library_dataclasses_take_the_verb_defaults():
     assert ts.betas == (0.9, 0.999) and ts.export_at == () and ts.base_lr == settings.DistillTrainSection().base_lr
     assert dataclasses.asdict(SamOptions()) == settings.defaults("decode")["sam"]
     assert DecodeSettings().top_k == settings.DecodeConfig().top_k
+    from theia_eval.analysis.uncertainty import Resampling
+    from theia_eval.decoding.decode import DecodeRun
+
+    lb = settings.LeaderboardUncertaintySection()
+    assert (Resampling().resamples, Resampling().seed, list(Resampling().levels)) == (lb.resamples, lb.seed, lb.resample)
+    run, dec = DecodeRun(out="x"), settings.DecodeConfig()
+    assert all(getattr(run, k) == getattr(dec, k) for k in ("batch_size", "every", "max_frames", "fps", "max_images",
+                                                           "score_images"))
 
 
 def test_yaml_value_reads_back_as_the_same_value():
