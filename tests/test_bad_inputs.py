@@ -104,7 +104,7 @@ def finished_run(case_dir: Path, root: Path, overrides: list[str]) -> Path:
     """A finished run directory as `train` leaves it (config.yaml + metrics.json); returns the run dir."""
     from theia_eval.config import compose
     from theia_eval.envs.tasks import get_task
-    from theia_eval.policies.commands import run_config, run_dir
+    from theia_eval.policies.runs import run_config, run_dir
 
     cfg = compose("train", overrides, paths=False)
     spec = get_task(TASK)
@@ -125,7 +125,7 @@ def policy_checkpoint(path: Path, overrides: list[str], grid=(16, 16), token_dim
     import torch
 
     from theia_eval.config import compose
-    from theia_eval.policies.commands import bc_config
+    from theia_eval.policies.runs import bc_config
 
     cfg = compose("train", overrides, paths=False)
     shapes = {"grid": list(grid), "token_dim": token_dim, "summary_dim": 1, "history": 3, "fusion": "flare",
@@ -428,7 +428,7 @@ def test_run_dir_check_accepts_its_own_run_and_force_starts_over(root: Path, tmp
     """The same settings (or only display/parallelism/epochs changed) resume; force=true discards another run."""
     from theia_eval.config import compose
     from theia_eval.envs.tasks import get_task
-    from theia_eval.policies.commands import check_run_dir, discard_run, run_dir
+    from theia_eval.policies.runs import check_run_dir, discard_run, run_dir
 
     args = run_args(root, tmp_path)
     out = finished_run(tmp_path, root, args)

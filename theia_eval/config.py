@@ -23,7 +23,14 @@ def to_plain(value: Any) -> Any:
 
 
 def config_dir() -> Path:
-    """Directory of the shipped Hydra configs (the repo's configs/, installed as theia_eval/configs)."""
+    """Directory of the shipped Hydra configs (the repo's configs/, installed as theia_eval/configs).
+
+    In a source checkout the configs/ beside the imported package are used, so that a second checkout (a git
+    worktree on PYTHONPATH) reads its own configs rather than those of the checkout installed in editable mode.
+    """
+    source = Path(__file__).resolve().parent.parent / "configs"
+    if (source / "__init__.py").is_file() and (source / "train.yaml").is_file():
+        return source
     import theia_eval.configs as pkg
 
     return Path(pkg.__path__[0])

@@ -28,6 +28,10 @@ class InputError(TheiaEvalError, ValueError):
     """Bad user input: images, configs, datasets."""
 
 
+class DuplicateNameError(InputError):
+    """A registry already holds an entry under that name (theia_eval.registry.Registry.add)."""
+
+
 class TrainingError(TheiaEvalError, RuntimeError):
     """Training could not go on (e.g. a NaN/inf loss); the message names the epoch and step."""
 

@@ -12,7 +12,6 @@ A second run finds everything done and only rewrites the reports.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import shlex
 import sys
@@ -21,7 +20,8 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from theia_eval.config import compose, split_args
+from theia_eval.config import compose
+from theia_eval.verbs import parse_words, verb_parser
 from theia_eval.io import atomic_write_json, atomic_write_text, read_json
 from theia_eval.provenance import machine, machine_line
 
@@ -66,15 +66,12 @@ def write_run_info(out: Path, info: dict) -> None:
 
 
 def run(argv: list[str]) -> int:
-    from theia_eval.analysis.commands import write_entropy, write_leaderboard
+    from theia_eval.analysis.outputs import write_entropy, write_leaderboard
     from theia_eval.analysis.store import now
-    from theia_eval.sweeps.commands import run_sweep
+    from theia_eval.sweeps.run import run_sweep
 
-    parser = argparse.ArgumentParser(prog="theia-eval quickstart", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter,
-                                     epilog="Config keys: configs/quickstart.yaml; the grid: configs/sweep/quickstart.yaml")
-    overrides, rest = split_args(argv, parser)
-    parser.parse_args(rest)
+    parser = verb_parser("quickstart", __doc__, "The grid: configs/sweep/quickstart.yaml.")
+    _, overrides = parse_words(parser, argv)
     t0 = time.perf_counter()
     cfg = compose("quickstart", overrides)
     out = Path(cfg.out_dir)

@@ -38,7 +38,7 @@ class Rule:
     null: str | None = None  # allowed as null; the text says what null means
     choices: tuple = ()
     path_use: str = ""  # path: "" (any text) | input | output_dir | output_file
-    items: tuple["Rule", ...] = ()  # list: the item rule; any_of: the alternatives
+    items: tuple[Rule, ...] = ()  # list: the item rule; any_of: the alternatives
     note: str = ""
 
     def describe(self) -> str:

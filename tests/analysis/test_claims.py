@@ -79,7 +79,8 @@ def test_matches_needs_the_interval_inside_the_margin(sections):
 
 
 def test_verdict_rules_per_kind():
-    p = lambda lo, hi: Paired((lo + hi) / 2, lo, hi, 0.5, 50, 5, 5, 2)
+    def p(lo, hi):
+        return Paired((lo + hi) / 2, lo, hi, 0.5, 50, 5, 5, 2)
     better, not_worse, matches = (parse_claim({**STUDENT, "kind": k, "margin": 5}) for k in
                                   ("better", "not_worse", "matches"))
     assert [verdict(better, p(*ci)) for ci in ((1, 9), (-9, -1), (-1, 9))] == [SUPPORTED, OPPOSITE, INCONCLUSIVE]
@@ -155,11 +156,12 @@ def test_claims_section_in_the_outputs_and_the_report(tmp_path, capsys):
         assert "Claim student: student matches teacher" in (out / name).read_text()
     assert "pooled" in (out / "claims.csv").read_text()
     # report.html rewritten later (as `entropy` does) keeps the claims and the leaderboard's interval settings
-    from theia_eval.analysis.commands import write_report
+    from theia_eval.analysis.outputs import write_report
 
     assert main(["leaderboard", f"results={store}", f"out_dir={out}", f"claims={tmp_path / 'claims.yaml'}",
                  "uncertainty.seed=3"]) == 0
-    undated = lambda text: re.sub(r"generated [0-9T:+-]+", "", text)
+    def undated(text):
+        return re.sub(r"generated [0-9T:+-]+", "", text)
     before = (out / "report.html").read_text()
     write_report(out, store)
     assert undated((out / "report.html").read_text()) == undated(before) and "generator seed 3" in before

@@ -74,7 +74,8 @@ def test_task_counts_have_wilson_intervals_and_entries_are_compared_with_the_top
 
 def test_outputs_are_reproducible_with_the_seed_and_follow_it(tmp_path, capsys):
     results = store_of(tmp_path, ranked_rows(tmp_path))
-    strip = lambda text: "\n".join(line for line in text.splitlines() if "generated" not in line)
+    def strip(text):
+        return "\n".join(line for line in text.splitlines() if "generated" not in line)
     first = strip(lb(tmp_path, results))
     first_csv = (tmp_path / "lb" / "leaderboard.csv").read_text()
     assert strip(lb(tmp_path, results)) == first and (tmp_path / "lb" / "leaderboard.csv").read_text() == first_csv
@@ -100,7 +101,7 @@ def test_when_nothing_is_distinguishable_the_report_says_so(tmp_path, capsys):
 def test_moved_run_directories_are_found_and_missing_ones_are_named(tmp_path, capsys, monkeypatch):
     import shutil
 
-    from theia_eval.analysis.commands import leaderboard_data
+    from theia_eval.analysis.outputs import leaderboard_data
 
     (tmp_path / "sweep").mkdir()
     monkeypatch.chdir(tmp_path / "sweep")

@@ -16,20 +16,20 @@ def quickstart_plan(tmp_path):
 
 def test_quickstart_plan_has_the_blind_control_with_an_mlp_head(tmp_path):
     plan = quickstart_plan(tmp_path)
-    cells = {(c["label"], c["head"], c["task"]) for c in plan.train}
+    cells = {(c.label, c.head, c.task) for c in plan.train}
     tasks = ["metaworld/drawer-open", "metaworld/window-open"]
     vision = ["theia-nano-distilled", "theia-offline", "efficientnet-lite0", "random-vit-nano", "pixels"]
     assert cells == {(e, "conv", t) for e in vision for t in tasks} | {("blind", "mlp", t) for t in tasks}
-    blind = [c for c in plan.train if c["label"] == "blind"]
-    assert {c["kind"] for c in blind} == {"summary"}
+    blind = [c for c in plan.train if c.label == "blind"]
+    assert {c.kind for c in blind} == {"summary"}
     # the same short protocol as every other cell: 8 epochs, one evaluation of 4 episodes x 150 steps
     for c in blind:
-        bc, ev = c["config"]["bc"], c["config"]["eval"]
+        bc, ev = c.config["bc"], c.config["eval"]
         assert (bc["epochs"], bc["eval_every"], ev["episodes"], ev["horizon"]) == (8, 8, 4, 150)
         assert make_head_config("mlp", bc["head_config"]) == MLPHeadConfig()  # per-head settings: mlp defaults
-    conv = next(c for c in plan.train if c["label"] == "efficientnet-lite0")
-    assert make_head_config("conv", conv["config"]["bc"]["head_config"]).channels == 64
-    assert "blind:summary" in {e["id"] for e in plan.embed}
+    conv = next(c for c in plan.train if c.label == "efficientnet-lite0")
+    assert make_head_config("conv", conv.config["bc"]["head_config"]).channels == 64
+    assert "blind:summary" in {e.id for e in plan.embed}
     assert not (tmp_path / "out").exists()  # planning does no work
 
 

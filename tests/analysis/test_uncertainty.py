@@ -55,7 +55,8 @@ def test_bootstrap_levels_decide_the_width():
     far = {"s": [[binary(2)], [binary(23)]]}
     episodes_only = Resampling(resamples=2000, seed=0, levels=("episodes",))
     everything = Resampling(resamples=2000, seed=0)
-    width = lambda f, r: estimate(f, r).hi - estimate(f, r).lo
+    def width(f, r):
+        return estimate(f, r).hi - estimate(f, r).lo
     assert width(far, everything) > 2 * width(far, episodes_only)
     assert width(same, everything) == pytest.approx(width(same, episodes_only), rel=0.3)
     fixed = estimate(far, Resampling(resamples=200, levels=()))

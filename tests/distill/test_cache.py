@@ -134,3 +134,21 @@ def test_fp16_overflow_is_reported(frameset, tmp_path, overflow_teacher):
     caches = teacher_caches(tmp_path / "bf16", [caches[0].teacher], source, "bfloat16", 12)
     extract_targets(caches, source, torch.device("cpu"), 8, progress=False)
     assert float(CachedTargets(caches, source.keys).get(source.keys[0])[0][0, 0, 0]) == pytest.approx(1e6, rel=1e-2)
+
+
+def test_ranks_split_the_shards_and_together_fill_the_cache(frameset, tmp_path):
+    """What each DDP rank extracts (shard i goes to rank i % world), run in one process: the two halves make the
+    cache one process makes, statistics included (rank 0 merges them)."""
+    source, teachers, single = setup(frameset, tmp_path / "one")
+    extract_targets(single, source, torch.device("cpu"), batch_size=8, progress=False)
+    _, _, split = setup(frameset, tmp_path / "two")
+    second = extract_targets(split, source, torch.device("cpu"), batch_size=8, rank=1, world=2, progress=False)
+    first = extract_targets(split, source, torch.device("cpu"), batch_size=8, rank=0, world=2, progress=False)
+    assert (first["shards_extracted_here"], second["shards_extracted_here"]) == (2, 1)  # shards 0, 2 and 1
+    one, two = CachedTargets(single, source.keys), CachedTargets(split, source.keys)
+    for key in source.keys:
+        for a, b in zip(one.get(key), two.get(key)):
+            assert torch.equal(a, b)
+    for c1, c2 in zip(single, split):
+        s1, s2 = load_stats(c1.root, c1.teacher.id, c1.teacher.dim), load_stats(c2.root, c2.teacher.id, c2.teacher.dim)
+        assert s1.count == s2.count and torch.allclose(s1.mean, s2.mean) and torch.allclose(s1.std, s2.std)

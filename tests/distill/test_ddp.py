@@ -3,13 +3,20 @@ import os
 import subprocess
 import sys
 
+import pytest
 from distill_helpers import distill_cfg
 from test_train import assert_same_training
+
 from theia_eval.distill.train import run_distillation
 
 TEACHERS = "teachers=[sim-depth,sim-segmentation]"
 
 
+# slow (about 2 minutes: two torchrun processes): the default run covers its paths with
+# test_cache.py::test_ranks_split_the_shards_and_together_fill_the_cache (rank-split extraction) and
+# test_train.py::test_grad_accumulation_matches_full_batch (a global batch split in parts trains like one);
+# only the gloo process group itself runs here alone.
+@pytest.mark.slow
 def test_two_gloo_processes_match_one(frameset, tmp_path):
     one, two = tmp_path / "one", tmp_path / "two"
     run_distillation(distill_cfg(one, frameset, TEACHERS, "train.steps=3"))

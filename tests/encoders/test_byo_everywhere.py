@@ -13,7 +13,7 @@ from PIL import Image
 
 from theia_eval.cli import main
 from theia_eval.config import compose
-from theia_eval.encoders import byo, create_encoder
+from theia_eval.encoders import byo
 from theia_eval.errors import TheiaEvalError
 from theia_eval.sweeps.plan import build_plan
 
@@ -76,14 +76,14 @@ def smoke(tmp_path, *extra: str):
 
 
 def test_sweep_grids_take_them_and_keep_registry_cell_identities(vit_dir, tmp_path):
-    base = {c["label"]: c["config_hash"] for c in build_plan(smoke(tmp_path)).train}
+    base = {c.label: c.config_hash for c in build_plan(smoke(tmp_path)).train}
     plan = build_plan(smoke(tmp_path, f"sweep.encoders=[pixels,hf:{vit_dir},"
                                       "{name:'timm:test_resnet',weights:random,label:resnet-rand}]"))
-    cells = {c["label"]: c for c in plan.train}
+    cells = {c.label: c for c in plan.train}
     assert set(cells) == {"pixels", f"hf:{vit_dir}", "resnet-rand"}
-    assert cells["pixels"]["config_hash"] == base["pixels"]  # a registry entry's cell is unchanged
-    assert cells["resnet-rand"]["encoder"]["name"] == "timm:test_resnet"
-    assert cells[f"hf:{vit_dir}"]["config"]["encoder"] == f"hf:{vit_dir}"
+    assert cells["pixels"].config_hash == base["pixels"]  # a registry entry's cell is unchanged
+    assert cells["resnet-rand"].encoder.name == "timm:test_resnet"
+    assert cells[f"hf:{vit_dir}"].config["encoder"] == f"hf:{vit_dir}"
     with pytest.raises(TheiaEvalError, match="not an existing directory"):
         build_plan(smoke(tmp_path, "sweep.encoders=[hf:nobody/nothing]"))
 

@@ -3,7 +3,6 @@ export/load round trips, mismatch and missing-weights errors, seeded random cont
 from __future__ import annotations
 
 import json
-import os
 
 import numpy as np
 import pytest

@@ -64,7 +64,7 @@ def test_demos_help_lists_config_keys(capsys):
         main(["demos", "--help"])
     assert exc.value.code == 0
     out = capsys.readouterr().out
-    assert "--info" in out and "post_success_steps" in out and "preset: fast" in out
+    assert "--info" in out and "post_success_steps" in out and "preset=fast" in out
 
 
 def test_demos_import(tmp_path, capsys):

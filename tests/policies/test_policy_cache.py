@@ -101,8 +101,9 @@ def test_changing_encoder_name_weights_or_data_invalidates(tmp_path, pixels):
 def test_weights_file_replaced_in_place_invalidates(tmp_path, pixels):
     weights = tmp_path / "w.pt"
     weights.write_bytes(b"one")
-    key_path = lambda: get_or_build_cache(Counting(pixels, weights_id=str(weights)), ArrayDemoSource(make_demos()),
-                                          tmp_path / "c", "summary", progress=False).path
+    def key_path():
+        return get_or_build_cache(Counting(pixels, weights_id=str(weights)), ArrayDemoSource(make_demos()),
+                                  tmp_path / "c", "summary", progress=False).path
     first = key_path()
     weights.write_bytes(b"two!")
     assert key_path() != first

@@ -93,7 +93,7 @@ def test_online_buffer_equals_offline_windows_over_episodes():
 def test_buffer_stack_summary_and_errors():
     buf = HistoryBuffer(num_envs=1, history=2, fusion="stack")
     with pytest.raises(InputError, match="empty"):
-        buf.frames
+        _ = buf.frames
     assert buf.push(np.array([[1.0, 2.0]])).tolist() == [[1.0, 2.0, 1.0, 2.0]]
     assert buf.push(np.array([[3.0, 4.0]])).tolist() == [[1.0, 2.0, 3.0, 4.0]]
     buf.reset()

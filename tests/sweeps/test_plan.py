@@ -1,4 +1,6 @@
 """Sweep planning: every bad name or key fails before any work; cell identities; protocol labels; configs."""
+import json
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
@@ -8,7 +10,7 @@ from theia_eval.cli import main
 from theia_eval.config import compose, config_dir
 from theia_eval.encoders import list_encoders
 from theia_eval.errors import InputError, TheiaEvalError
-from theia_eval.sweeps.plan import build_plan
+from theia_eval.sweeps.plan import DemoJob, EmbedJob, Plan, TrainJob, build_plan
 from theia_eval.sweeps.protocol import deviations
 
 
@@ -53,15 +55,15 @@ def test_bad_student_entries_fail_before_any_work(tmp_path):
 
 def test_cell_identity_ignores_paths_and_devices_but_not_settings(tmp_path):
     base = build_plan(smoke(tmp_path)).train
-    assert len(base) == 2 and len({c["config_hash"] for c in base}) == 2
+    assert len(base) == 2 and len({c.config_hash for c in base}) == 2
     moved = build_plan(smoke(tmp_path / "elsewhere", "sweep.train.eval.num_envs=3", "threads=1")).train
-    assert [c["config_hash"] for c in moved] == [c["config_hash"] for c in base]
+    assert [c.config_hash for c in moved] == [c.config_hash for c in base]
     longer = build_plan(smoke(tmp_path, "sweep.train.bc.epochs=3")).train
-    assert not {c["config_hash"] for c in longer} & {c["config_hash"] for c in base}
+    assert not {c.config_hash for c in longer} & {c.config_hash for c in base}
     other_demos = build_plan(smoke(tmp_path, "sweep.demos.num_demos=3")).train
-    assert not {c["config_hash"] for c in other_demos} & {c["config_hash"] for c in base}
+    assert not {c.config_hash for c in other_demos} & {c.config_hash for c in base}
     seeds = build_plan(smoke(tmp_path, "sweep.seeds=[1,2]", "sweep.encoders=[pixels]")).train
-    assert [c["seed"] for c in seeds] == [1, 2] and seeds[0]["config"]["seed"] == 1
+    assert [c.seed for c in seeds] == [1, 2] and seeds[0].config["seed"] == 1
 
 
 def test_students_join_the_encoder_list_with_a_config_keyed_run_dir(tmp_path):
@@ -69,27 +71,39 @@ def test_students_join_the_encoder_list_with_a_config_keyed_run_dir(tmp_path):
     cfg.sweep.students = [{"label": "nano-s", "teachers": "offline", "student": "nano", "frames": {"num_frames": 8},
                            "overrides": {"train": {"steps": 2}}}]
     plan = build_plan(cfg)
-    assert [c["label"] for c in plan.train] == ["nano-s", "pixels", "blind"]
+    assert [c.label for c in plan.train] == ["nano-s", "pixels", "blind"]
     student = plan.distill[0]
-    assert Path(student["run_dir"]).parent == tmp_path / "students" and student["config"]["train"]["steps"] == 2
+    assert Path(student.run_dir).parent == tmp_path / "students" and student.config["train"]["steps"] == 2
     cell = plan.train[0]
-    assert cell["encoder"] == {"label": "nano-s", "name": "theia", "weights": student["run_dir"], "student": "nano-s",
-                               "weights_key": f"student:{student['key']}", "heads": None,
-                               "families": None}
-    assert student["frames"]["out"] == student["config"]["data"]
+    assert asdict(cell.encoder) == {"label": "nano-s", "name": "theia", "weights": student.run_dir, "student": "nano-s",
+                                       "weights_key": f"student:{student.key}", "heads": None,
+                                       "families": None}
+    assert student.frames["out"] == student.config["data"]
     cfg.sweep.students[0]["overrides"]["train"]["steps"] = 3
     again = build_plan(cfg)
-    assert again.distill[0]["run_dir"] != student["run_dir"]  # another distill config: another student
-    assert again.train[0]["config_hash"] != cell["config_hash"]
+    assert again.distill[0].run_dir != student.run_dir  # another distill config: another student
+    assert again.train[0].config_hash != cell.config_hash
+
+
+def test_plan_json_round_trips_to_typed_jobs(tmp_path):
+    plan = build_plan(smoke(tmp_path, "sweep.encoders=[{name:pixels,heads:[conv]},blind]", "sweep.heads=[conv,mlp]"))
+    text = plan.to_json()
+    again = Plan.from_json(text)
+    assert again == plan and again.to_json() == text
+    assert isinstance(again.demos[0], DemoJob) and isinstance(again.embed[0], EmbedJob)
+    cell = again.train[0]
+    assert isinstance(cell, TrainJob) and cell.encoder.heads == ("conv",) and cell.group == "pixels:tokens"
+    assert list(json.loads(text)["train"][0]) == ["id", "config_hash", "label", "encoder", "task", "suite", "head",
+                                                 "kind", "seed", "config", "protocol", "deviations", "sweep"]
 
 
 def test_encoder_entries_may_name_their_own_heads(tmp_path):
     plan = build_plan(smoke(tmp_path, "sweep.heads=[conv,mlp]",
                             "sweep.encoders=[{name:pixels,heads:[conv]},{name:blind,heads:[mlp]},efficientnet-lite0]"))
-    cells = [(c["label"], c["head"], c["kind"]) for c in plan.train]
+    cells = [(c.label, c.head, c.kind) for c in plan.train]
     assert cells == [("pixels", "conv", "tokens"), ("blind", "mlp", "summary"),
                      ("efficientnet-lite0", "conv", "tokens"), ("efficientnet-lite0", "mlp", "summary")]
-    assert sorted(e["id"] for e in plan.embed) == ["blind:summary", "efficientnet-lite0:summary",
+    assert sorted(e.id for e in plan.embed) == ["blind:summary", "efficientnet-lite0:summary",
                                                    "efficientnet-lite0:tokens", "pixels:tokens"]
     for bad in ("{name:pixels,heads:conv}", "{name:pixels,heads:[]}", "{name:pixels,head:[conv]}"):
         with pytest.raises(InputError, match="heads|bad encoder entry"):
@@ -103,7 +117,7 @@ def test_encoder_entries_may_name_their_task_families(tmp_path):
                                         f"demos_dir={tmp_path / 'd'}"]))
     by_label = {}
     for c in plan.train:
-        by_label.setdefault(c["label"], set()).add(c["suite"])
+        by_label.setdefault(c.label, set()).add(c.suite)
     assert by_label == {"efficientnet-lite0": {"dmc", "adroit"}, "theia-offline": {"dmc", "adroit"},
                         "pixels": {"dmc"}, "blind": {"adroit"}}
     assert len(plan.train) == 21
@@ -120,15 +134,15 @@ def test_bundled_weights_are_identified_by_their_file_hash(tmp_path, monkeypatch
 
     plan = build_plan(smoke(tmp_path, "sweep.encoders=[theia-offline,pixels]"))
     offline, pixels = plan.train[0], plan.train[1]
-    assert offline["encoder"]["weights_key"] == default_weights_key(get_encoder_config("theia-offline"))
-    assert offline["encoder"]["weights_key"].startswith("sha256:") and pixels["encoder"]["weights_key"] is None
-    assert "/" not in offline["encoder"]["weights_key"]  # portable: no machine path
+    assert offline.encoder.weights_key == default_weights_key(get_encoder_config("theia-offline"))
+    assert offline.encoder.weights_key.startswith("sha256:") and pixels.encoder.weights_key is None
+    assert "/" not in offline.encoder.weights_key  # portable: no machine path
     other = tmp_path / "model.safetensors"
     other.write_bytes(b"another student")
     monkeypatch.setitem(bundled.CONFIG.extra, "weights_file", str(other))
     retrained = build_plan(smoke(tmp_path, "sweep.encoders=[theia-offline,pixels]"))
-    assert retrained.train[0]["config_hash"] != offline["config_hash"]  # a retrained student is another cell
-    assert retrained.train[1]["config_hash"] == pixels["config_hash"]
+    assert retrained.train[0].config_hash != offline.config_hash  # a retrained student is another cell
+    assert retrained.train[1].config_hash == pixels.config_hash
 
 
 def test_local_weights_are_identified_by_content_not_path(tmp_path):
@@ -141,10 +155,10 @@ def test_local_weights_are_identified_by_content_not_path(tmp_path):
         p.parent.mkdir()
         p.write_bytes(b"the same weights")
     here, moved = cell(first), cell(second)
-    assert here["encoder"]["weights_key"].startswith("sha256:") and str(tmp_path) not in here["encoder"]["weights_key"]
-    assert here["config_hash"] == moved["config_hash"]  # a moved checkout keeps its cells
+    assert here.encoder.weights_key.startswith("sha256:") and str(tmp_path) not in here.encoder.weights_key
+    assert here.config_hash == moved.config_hash  # a moved checkout keeps its cells
     second.write_bytes(b"retrained weights")
-    assert cell(second)["config_hash"] != here["config_hash"]  # other weights in the same place: another cell
+    assert cell(second).config_hash != here.config_hash  # other weights in the same place: another cell
 
 
 def test_missing_relative_weight_folders_are_not_taken_for_hub_ids(tmp_path):
@@ -157,13 +171,13 @@ def test_students_may_read_several_data_sources(tmp_path):
     cfg.sweep.students = [{"label": "s", "teachers": "offline", "student": "nano",
                            "data": ["frames:/d/metaworld-train", "frames:/d/dmc-train"]}]
     student = build_plan(cfg).distill[0]
-    assert student["config"]["data"] == ["frames:/d/metaworld-train", "frames:/d/dmc-train"]
+    assert student.config["data"] == ["frames:/d/metaworld-train", "frames:/d/dmc-train"]
 
 
 def test_the_entropy_study_reuses_the_metaworld_studys_cells(tmp_path):
     def hashes(name, *extra):
         plan = build_plan(compose("sweep", [f"sweep={name}", f"out_dir={tmp_path / name}", *extra]))
-        return {(c["label"], c["head"], c["task"]): c["config_hash"] for c in plan.train}
+        return {(c.label, c.head, c.task): c.config_hash for c in plan.train}
 
     entropy = hashes("offline-study-entropy", "sweep.students=[]", "sweep.encoders=[efficientnet-lite0]")
     metaworld = hashes("offline-study-metaworld")
@@ -171,7 +185,8 @@ def test_the_entropy_study_reuses_the_metaworld_studys_cells(tmp_path):
 
 
 def test_protocol_deviations():
-    suite = lambda family: {"num_demos": 25, "episodes": 25}
+    def suite(family):
+        return {"num_demos": 25, "episodes": 25}
     cell = {"bc": {"epochs": 100, "batch_size": 256, "lr": 0.001, "weight_decay": 0.0, "eval_every": 5, "history": 3,
                    "fusion": "flare", "action_norm": "none", "proprio_norm": "none", "head_config": {}},
             "eval": {"horizon": None, "episodes": 25, "preset": None, "resolution": None, "crop": "demos"},

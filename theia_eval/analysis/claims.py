@@ -101,7 +101,8 @@ def parse_claim(item) -> Claim:
     ckpts = tuple(item.get("checkpoints") or CHECKPOINTS)
     if set(ckpts) - set(CHECKPOINTS):
         raise InputError(f"claim '{cid}': checkpoints must be among {list(CHECKPOINTS)}, got {list(ckpts)}.")
-    tup = lambda v: None if v is None else tuple(str(x) for x in v)
+    def tup(v):
+        return None if v is None else tuple(str(x) for x in v)
     return Claim(cid, str(item.get("statement") or cid), item["kind"], sides[0], sides[1], margin, per,
                  tup(item.get("encoders")), tup(item.get("tasks")), ckpts)
 
@@ -154,7 +155,8 @@ class Comparison:
 
 def instances(claim: Claim, sections: Sequence[Section]) -> list[Comparison]:
     """The comparisons a claim asks for (per encoder, or one)."""
-    side = lambda s, enc: (s.get("encoder", enc), s["head"])
+    def side(s, enc):
+        return (s.get("encoder", enc), s["head"])
     if claim.per is None:
         a, b = side(claim.a, None), side(claim.b, None)
         return [Comparison(f"{a[0]} ({a[1]}) vs {b[0]} ({b[1]})", a, b)]
@@ -199,7 +201,8 @@ def entry_text(e: tuple[str, str]) -> str:
 def task_rows(sec: Section, comp: Comparison, ckpt: str, tasks: Sequence[str], r: Resampling):
     """Per-task numbers, the tasks that pair, and what is missing."""
     rows, paired_tasks, missing = [], [], []
-    seeds = lambda e, t: sorted(s for _, task, s in sec.grid.get((*e, ckpt), []) if task == t)
+    def seeds(e, t):
+        return sorted(s for _, task, s in sec.grid.get((*e, ckpt), []) if task == t)
     one_task = Resampling(r.resamples, r.seed, tuple(lv for lv in r.levels if lv != "tasks"))
     for task in tasks:
         sa, sb = seeds(comp.a, task), seeds(comp.b, task)

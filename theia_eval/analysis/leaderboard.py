@@ -305,7 +305,7 @@ def task_score(runs: list[Episodes], r: Resampling) -> TaskScore:
 def fill_uncertainty(sec: Section, mujoco: tuple[str, ...]) -> None:
     """Task scores, suite and overall intervals, the top entry and the paired comparisons of a section."""
     by_task: dict[tuple, list[Episodes]] = {}
-    for (enc, head, ckpt, task, seed), ep in sorted(sec.episodes.items()):
+    for (enc, head, ckpt, task, _seed), ep in sorted(sec.episodes.items()):
         by_task.setdefault((enc, head, ckpt, task), []).append(ep)
     missing = {(e, h, c, t) for (e, h, c), cells in sec.grid.items() for _, t, s in cells
                if (e, h, c, t, s) not in sec.episodes}

@@ -120,7 +120,8 @@ def entropy_vs_score(points: Sequence[Mapping], path: Path, xlabel: str, ylabel:
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6.2, 4.2))
     xs, ys = [p["entropy"] for p in points], [p["score"] for p in points]
-    span = lambda v: (max(v) - min(v)) if v else 0.0
+    def span(v):
+        return (max(v) - min(v)) if v else 0.0
     offsets = label_offsets(list(zip(xs, ys)), 0.1 * span(xs) + 1e-9, 0.05 * span(ys) + 1e-9)
     for p, offset in zip(points, offsets):
         err = p.get("sem")

@@ -299,7 +299,7 @@ class HtmlPage:
     def table(self, table: Table) -> None:
         self.parts.append(table.html())
 
-    def add(self, part: "Table | Paragraph") -> None:
+    def add(self, part: Table | Paragraph) -> None:
         """A table or a paragraph."""
         if isinstance(part, Table):
             self.table(part)

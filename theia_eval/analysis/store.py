@@ -225,7 +225,7 @@ class _Closing:
     def __getattr__(self, name: str):
         return getattr(self.raw, name)
 
-    def __enter__(self) -> "_Closing":
+    def __enter__(self) -> _Closing:
         return self
 
     def __exit__(self, *exc) -> None:

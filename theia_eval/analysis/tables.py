@@ -16,7 +16,8 @@ class Table:
 
     def markdown(self) -> str:
         """A GitHub-flavoured Markdown table with its caption (bold) and note (italics)."""
-        esc = lambda s: str(s).replace("|", "\\|")
+        def esc(s):
+            return str(s).replace("|", "\\|")
         lines = [f"**{self.caption}**", "", "| " + " | ".join(map(esc, self.header)) + " |",
                  "|" + "|".join("---" for _ in self.header) + "|"]
         lines += ["| " + " | ".join(esc(c) for c in row) + " |" for row in self.rows]

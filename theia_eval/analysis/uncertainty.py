@@ -24,8 +24,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from theia_eval.errors import InputError
+from theia_eval.settings import LeaderboardUncertaintySection
 
 LEVELS = ("tasks", "seeds", "episodes")
+_UNCERTAINTY = LeaderboardUncertaintySection()  # the `leaderboard` verb's defaults (theia_eval.settings)
 LEVEL_TEXT = {"tasks": "tasks within each suite", "seeds": "training seeds within each task",
               "episodes": "evaluation episodes within each run"}
 Forest = Mapping[str, Sequence[Sequence[np.ndarray]]]
@@ -35,9 +37,9 @@ Forest = Mapping[str, Sequence[Sequence[np.ndarray]]]
 class Resampling:
     """How bootstrap intervals are drawn: resamples, the generator seed and the levels resampled."""
 
-    resamples: int = 2000
-    seed: int = 0
-    levels: tuple[str, ...] = LEVELS
+    resamples: int = _UNCERTAINTY.resamples
+    seed: int = _UNCERTAINTY.seed
+    levels: tuple[str, ...] = tuple(_UNCERTAINTY.resample)
 
     def __post_init__(self):
         unknown = [lv for lv in self.levels if lv not in LEVELS]

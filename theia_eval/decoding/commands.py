@@ -7,18 +7,15 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from theia_eval.config import compose, split_args, to_yaml
+from theia_eval.config import to_yaml
 from theia_eval.errors import InputError
+from theia_eval.verbs import verb_config, verb_parser
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="theia-eval decode",
-        description="Decode a Theia student's teacher predictions: PCA colours, depth, label maps, SAM masks, "
-                    "ImageNet top-5, one PNG row per input (mp4 for videos).",
-        epilog="Config keys (key=value; see configs/decode.yaml): model=NAME|PATH media=IMAGE|VIDEO|DIR|frames:PATH "
-               "out=DIR stats=DIR teachers=[id,...] every=N max_frames=N device=cpu|cuda "
-               "+decoder_weights.NAME=PATH on_missing_weights=error|pca sam.points_per_side=16.")
+    p = verb_parser("decode", "Decode a Theia student's teacher predictions: PCA colours, depth, label maps, SAM "
+                    "masks, ImageNet top-5, one PNG row per input (mp4 for videos).",
+                    "Per-teacher decoder weights: +decoder_weights.NAME=PATH.")
     p.add_argument("--print-config", action="store_true", help="print the composed config and exit")
     return p
 
@@ -30,10 +27,7 @@ def decode(argv: list[str]) -> int:
     from theia_eval.decoding.fidelity import fidelity_lines
     from theia_eval.encoders.theia_student import load_theia
 
-    parser = _parser()
-    overrides, rest = split_args(argv, parser)
-    args = parser.parse_args(rest)
-    cfg = compose("decode", overrides)
+    args, cfg = verb_config(_parser(), argv, "decode")
     if args.print_config:
         print(to_yaml(cfg))
         return 0

@@ -23,6 +23,7 @@ from theia_eval.decoding.decoders import Decoder, DecodeSettings, Panel, Teacher
 from theia_eval.decoding.fidelity import Fidelity
 from theia_eval.decoding.panels import Mp4Writer, caption_lines, compose_row, save_png
 from theia_eval.errors import InputError
+from theia_eval.settings import DecodeConfig
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 
@@ -144,12 +145,12 @@ class DecodeRun:
     """Where outputs go and how much of each input is decoded (configs/decode.yaml)."""
 
     out: Path
-    batch_size: int = 8
-    every: int = 1
-    max_frames: int | None = None
-    fps: float | None = None
-    max_images: int = 16
-    score_images: int | None = None
+    batch_size: int = DecodeConfig.batch_size  # defaults: the `decode` verb's (theia_eval.settings)
+    every: int = DecodeConfig.every
+    max_frames: int | None = DecodeConfig.max_frames
+    fps: float | None = DecodeConfig.fps
+    max_images: int = DecodeConfig.max_images
+    score_images: int | None = DecodeConfig.score_images
 
 
 def decode_image(decoding: Decoding, item: MediaItem, run: DecodeRun) -> dict:

@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from theia_eval.errors import InputError, WeightsNotFoundError
+from theia_eval.settings import DecodeConfig, DecodeSamSection
 
 
 @dataclass
@@ -46,14 +47,16 @@ class TeacherInfo:
     grid: tuple[int, int]
     dim: int
 
+_DECODE = DecodeConfig()  # the `decode` verb's defaults (theia_eval.settings)
+
 
 @dataclass
 class DecodeSettings:
     """Decoder options (configs/decode.yaml)."""
 
     size: int = 224
-    top_k: int = 5
-    device: str = "cpu"
+    top_k: int = _DECODE.top_k
+    device: str = _DECODE.device
     decoder_weights: dict = field(default_factory=dict)
     sam: dict = field(default_factory=dict)
 
@@ -72,7 +75,7 @@ class Decoder(abc.ABC):
     def __init__(self, teacher: TeacherInfo, settings: DecodeSettings):
         self.teacher, self.settings = teacher, settings
 
-    def reset(self) -> None:
+    def reset(self) -> None:  # noqa: B027  (an optional hook: most decoders keep no per-media state)
         """Forget per-media state (a new image or video starts)."""
 
     @abc.abstractmethod
@@ -113,7 +116,7 @@ class PCABasis:
     hi: torch.Tensor
 
     @classmethod
-    def fit(cls, tokens: torch.Tensor) -> "PCABasis":
+    def fit(cls, tokens: torch.Tensor) -> PCABasis:
         """PCA(3) of (N, C) tokens; each component's sign fixed so that its largest loading is positive."""
         x = tokens.double()
         mean = x.mean(0)
@@ -332,15 +335,9 @@ def mask_boxes(masks: torch.Tensor) -> torch.Tensor:
     return torch.stack([x0, y0, x1, y1], 1).float()
 
 
-@dataclass(frozen=True)
-class SamOptions:
-    points_per_side: int = 16
-    points_per_batch: int = 64
-    pred_iou_thresh: float = 0.88
-    stability_score_thresh: float = 0.92
-    stability_offset: float = 1.0
-    box_nms_thresh: float = 0.7
-    min_area: int = 16
+@dataclass
+class SamOptions(DecodeSamSection):
+    """SAM's automatic mask generation options (configs/decode.yaml `sam:`; theia_eval.settings.DecodeSamSection)."""
 
 
 class SamMaskDecoder(Decoder):

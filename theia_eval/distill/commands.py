@@ -9,8 +9,9 @@ import sys
 
 from omegaconf import DictConfig, OmegaConf
 
-from theia_eval.config import compose, split_args, to_yaml
+from theia_eval.config import compose, to_yaml
 from theia_eval.errors import InputError
+from theia_eval.verbs import parse_words, verb_config, verb_parser
 
 
 def run_dir_default(cfg: DictConfig) -> str:
@@ -77,13 +78,10 @@ def check_run_dir(cfg: DictConfig) -> None:
 
 
 def _distill_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="theia-eval distill",
-        description="Distill a Theia student from a teacher set (cached or online targets, DDP under torchrun).",
-        epilog="Config keys (key=value; see configs/distill.yaml): teachers=offline|cdiv|cddsv|[name,...] "
-               "student=nano|deit-tiny|deit-small|deit-base data=PATH|frames:SUITE targets=cached|online "
-               "train.steps=N train.batch_size=B run_dir=DIR device=auto|cpu|cuda. Per-teacher weights: "
-               "+teacher_weights.NAME=PATH. Multi-GPU: torchrun --nproc_per_node N -m theia_eval.cli distill ...")
+    p = verb_parser("distill", "Distill a Theia student from a teacher set (cached or online targets, DDP under "
+                    "torchrun).", "Per-teacher weights: +teacher_weights.NAME=PATH. Multi-GPU: torchrun "
+                    "--nproc_per_node N -m theia_eval.cli distill ... The frames.* keys (rendering a missing "
+                    "frames:SUITE set) are those of `theia-eval frames --help`.")
     p.add_argument("--print-config", action="store_true", help="print the composed config and exit")
     return p
 
@@ -92,10 +90,7 @@ def distill(argv: list[str]) -> int:
     """Train a student; prints the summary (rank 0) and the export path."""
     from theia_eval.distill.train import run_distillation
 
-    parser = _distill_parser()
-    overrides, rest = split_args(argv, parser)
-    args = parser.parse_args(rest)
-    cfg = compose("distill", overrides)
+    args, cfg = verb_config(_distill_parser(), argv, "distill")
     if cfg.run_dir is None:
         cfg.run_dir = run_dir_default(cfg)
     if args.print_config:
@@ -125,21 +120,16 @@ def format_summary(s: dict) -> str:
 
 
 def _frames_parser() -> argparse.ArgumentParser:
-    return argparse.ArgumentParser(
-        prog="theia-eval frames", description="Render a simulator frame set (RGB + depth + segmentation).",
-        epilog="Config keys (key=value; see configs/frames.yaml): suite=metaworld|dmc|adroit|SUITE num_frames=N "
-               "tasks=[PATTERN,...] exclude_tasks=[PATTERN,...] cameras=[top_cap2,corner] resolution=224 "
-               "preset=fast|full expert_fraction=0.6 out=DIR. Videos: video=FILE|DIR every=N shard_size=M "
-               "resolution=224 out=DIR (webdataset tar shards for data=tar:DIR).")
+    return verb_parser("frames", "Render a simulator frame set (RGB + depth + segmentation).",
+                       "Videos: video=FILE|DIR every=N shard_size=M resolution=224 out=DIR (webdataset tar shards "
+                       "for data=tar:DIR).")
 
 
 def frames(argv: list[str]) -> int:
     """Render a frame set and print where it went."""
     from theia_eval.distill.frames import FrameSettings, render_frameset
 
-    parser = _frames_parser()
-    overrides, rest = split_args(argv, parser)
-    parser.parse_args(rest)
+    _, overrides = parse_words(_frames_parser(), argv)
     video, overrides = take_words(overrides, ("video", "every"))
     cfg = compose("frames", overrides)
     if video:

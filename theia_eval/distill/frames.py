@@ -25,30 +25,14 @@ from theia_eval.distill.frame_tasks import frame_tasks, task_cameras
 from theia_eval.distill.framesets import SEGMENTATION_CLASSES, FrameSetWriter
 from theia_eval.distill.sources import frameset_dir
 from theia_eval.errors import InputError
+from theia_eval.settings import FramesConfig
 
 BACKGROUND, STATIC, ROBOT, OBJECT = range(len(SEGMENTATION_CLASSES))
 
 
 @dataclass
-class FrameSettings:
-    """The frames config (configs/frames.yaml)."""
-
-    suite: str = "metaworld"
-    tasks: list[str] | None = None
-    exclude_tasks: list[str] | None = None
-    num_frames: int = 2000
-    cameras: list[str] | None = None
-    resolution: int = 224
-    preset: str = "fast"
-    expert_fraction: float = 0.6
-    action_noise: float = 0.1
-    frame_stride: int = 8
-    frames_per_episode: int = 8
-    task_block: int = 1
-    max_open_envs: int = 4
-    shard_size: int = 512
-    seed: int = 0
-    out: str | None = None
+class FrameSettings(FramesConfig):
+    """The frames config (configs/frames.yaml; its fields and defaults: theia_eval.settings.FramesConfig)."""
 
     def out_dir(self) -> Path:
         return Path(self.out).expanduser() if self.out else frameset_dir(self.suite)

@@ -34,15 +34,15 @@ class Batch:
     def __len__(self) -> int:
         return len(self.keys)
 
-    def to(self, device: torch.device | str, non_blocking: bool = True) -> "Batch":
+    def to(self, device: torch.device | str, non_blocking: bool = True) -> Batch:
         return Batch(self.keys, self.images.to(device, non_blocking=non_blocking),
                      {k: v.to(device, non_blocking=non_blocking) for k, v in self.extras.items()})
 
-    def pin_memory(self) -> "Batch":
+    def pin_memory(self) -> Batch:
         """Called by DataLoader(pin_memory=True) so host-to-GPU copies can overlap compute."""
         return Batch(self.keys, self.images.pin_memory(), {k: v.pin_memory() for k, v in self.extras.items()})
 
-    def select(self, index: slice) -> "Batch":
+    def select(self, index: slice) -> Batch:
         return Batch(self.keys[index], self.images[index], {k: v[index] for k, v in self.extras.items()})
 
 

@@ -35,53 +35,26 @@ from theia_eval.distill.teacher_sets import resolve_teachers
 from theia_eval.distill.teachers import Teacher, build_teachers
 from theia_eval.errors import InputError, TrainingError
 from theia_eval.io import atomic_write_json, atomic_write_text, remove_stale_temp_files
+from theia_eval.settings import DistillTrainSection
 
 NEVER = 2**62  # "no non-finite loss seen" marker for the device-side first-bad-step record
 
 
 @dataclass
-class TrainSettings:
-    """The `train:` block of configs/distill.yaml."""
+class TrainSettings(DistillTrainSection):
+    """The `train:` block of configs/distill.yaml (fields and defaults: theia_eval.settings.DistillTrainSection)."""
 
-    steps: int | None = None
-    epochs: float = 50.0
-    batch_size: int = 128
-    grad_accum: int = 1
-    base_lr: float = 2e-3
-    lr_base_batch: int = 512
-    warmup_ratio: float = 0.1
-    warmup_start_factor: float = 0.01
-    lr_decay: str = "none"
-    lr_final_factor: float = 0.0
-    weight_decay: float = 0.01
-    betas: tuple[float, float] = (0.9, 0.999)
-    translator_lr_factor: float = 1.0
-    cos_weight: float = 0.9
-    l1_weight: float = 0.1
-    amp: str = "auto"
-    compile: bool = False
-    channels_last: bool = True
-    attention: str = "auto"
-    num_workers: int = 4
-    log_every: int = 10
-    val_every: int = 500
-    ckpt_every: int = 500
-    tensorboard: bool = False
-    progress: bool = True
-    min_std: float = 1e-4
-    val_max_images: int = 2048
-    stop_at: int | None = None
-    export_at: tuple[int, ...] = ()
+    def __post_init__(self) -> None:
+        self.betas = tuple(self.betas)
+        self.export_at = export_steps(self.export_at)
 
     @classmethod
-    def from_config(cls, cfg: DictConfig) -> "TrainSettings":
+    def from_config(cls, cfg: DictConfig) -> TrainSettings:
         data = OmegaConf.to_container(cfg, resolve=True)
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
             raise InputError(f"unknown train settings {unknown}; valid keys: {sorted(known)}.")
-        data["betas"] = tuple(data.get("betas", (0.9, 0.999)))
-        data["export_at"] = export_steps(data.get("export_at"))
         return cls(**data)
 
 

@@ -31,6 +31,7 @@ import numpy as np
 
 from theia_eval.errors import InputError
 from theia_eval.io import atomic_write_json
+from theia_eval.settings import FramesConfig
 
 VIDEO_SUFFIXES = (".mp4", ".webm", ".avi", ".mov", ".mkv")
 DONE_SUFFIX = ".done.json"
@@ -42,8 +43,8 @@ class VideoFrameSettings:
     """What a frame-shard run does (the parts that decide its output)."""
 
     every: int = 30
-    shard_size: int = 512
-    resolution: int = 224
+    shard_size: int = FramesConfig.shard_size  # `frames`' defaults (theia_eval.settings)
+    resolution: int = FramesConfig.resolution
     jpeg_quality: int = 95
 
     def check(self) -> None:

@@ -103,7 +103,7 @@ class FrozenEncoder(nn.Module, abc.ABC):
         return {"tokens": (batch, h, w, self.token_dim), "summary": (batch, self.summary_dim)}
 
     # --- the contract -----------------------------------------------------------------------
-    def finalize(self) -> "FrozenEncoder":
+    def finalize(self) -> FrozenEncoder:
         """Put the module in eval mode, freeze it and move it to its device (call at the end of building)."""
         self.eval()
         for p in self.parameters():

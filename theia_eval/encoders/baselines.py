@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from theia_eval.encoders.base import EncoderConfig, FrozenEncoder
 from theia_eval.encoders.images import IMAGENET_MEAN, IMAGENET_STD, Preprocess
 from theia_eval.encoders.registry import register_encoder
+from theia_eval.encoders.weights import parse_weights
 from theia_eval.errors import InputError
 
 PIXELS = EncoderConfig(
@@ -33,7 +34,8 @@ class PixelsEncoder(FrozenEncoder):
 
 @register_encoder(PIXELS)
 def build_pixels(config: EncoderConfig, weights=None, device="cpu", dtype="float32", **kwargs) -> FrozenEncoder:
-    if weights not in (None, "random") and not str(weights).startswith("random"):
+    w = parse_weights(weights)
+    if not (w.default or w.random):
         raise InputError(f"encoder 'pixels' has no weights; got weights={weights!r}. Leave weights unset.")
     return PixelsEncoder(config, device=device, dtype=dtype, weights_id="none", **kwargs).finalize()
 

@@ -32,7 +32,7 @@ from theia_eval.encoders.byo import (TokenLayout, cached_facts, count_params_m, 
 from theia_eval.encoders.hf import quiet_transformers
 from theia_eval.encoders.images import Preprocess
 from theia_eval.encoders.registry import ResolvedEntry, register_scheme
-from theia_eval.encoders.weights import is_random, random_seed, seeded_init
+from theia_eval.encoders.weights import parse_weights, seeded_init
 from theia_eval.errors import CheckpointMismatchError, InputError, WeightsNotFoundError
 
 SCHEME = "hf"
@@ -384,8 +384,8 @@ def build(name: str, spec: HFSource, weights: str | None = None, device: str | t
           dtype: str | torch.dtype = "float32", **kwargs) -> FrozenEncoder:
     """The encoder of `spec` with its own weights, a seeded random init, or the weights of another checkpoint."""
     what = f"encoder '{name}'"
-    if is_random(weights):
-        with seeded_init(random_seed(weights)):
+    if parse_weights(weights).random:
+        with seeded_init(parse_weights(weights).seed):
             model = new_model(spec)
         src, weights_id = spec, str(weights)
     else:

@@ -32,7 +32,7 @@ from theia_eval.encoders.byo import (TokenLayout, cached_facts, count_params_m, 
                                      looks_like_path, map_layout, probe, sequence_layout)
 from theia_eval.encoders.images import Preprocess
 from theia_eval.encoders.registry import ResolvedEntry, register_scheme
-from theia_eval.encoders.weights import is_random, random_seed, seeded_init
+from theia_eval.encoders.weights import parse_weights, seeded_init
 from theia_eval.errors import CheckpointMismatchError, InputError, UnknownNameError, WeightsNotFoundError
 
 SCHEME = "timm"
@@ -78,7 +78,8 @@ def check_model_name(model: str, what: str) -> None:
     try:
         timm.models.get_pretrained_cfg(model)
     except RuntimeError as exc:
-        raise UnknownNameError(f"{what}: {exc}. List the tags with timm.list_pretrained('{model.split('.')[0]}*').")
+        raise UnknownNameError(f"{what}: {exc}. List the tags with timm.list_pretrained('{model.split('.')[0]}*')."
+                               ) from exc
 
 
 def folder_or_file(path: Path, model: str, label: str, what: str) -> TimmSource:
@@ -129,8 +130,8 @@ def default_source(model: str, what: str) -> TimmSource:
 def weights_source(model: str, weights: str | None, what: str) -> TimmSource:
     if weights is None:
         return default_source(model, what)
-    if is_random(weights):
-        return TimmSource(model, seed=random_seed(weights), label=str(weights))
+    if parse_weights(weights).random:
+        return TimmSource(model, seed=parse_weights(weights).seed, label=str(weights))
     path = Path(weights).expanduser()
     if path.exists():
         return folder_or_file(path, model, str(weights), what)

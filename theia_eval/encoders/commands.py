@@ -7,10 +7,10 @@ from pathlib import Path
 
 import numpy as np
 
-from theia_eval.config import compose, split_args
 from theia_eval.encoders.base import EncoderConfig
 from theia_eval.encoders.registry import create_encoder, get_encoder_config, list_encoders
 from theia_eval.encoders.weights import weights_available
+from theia_eval.verbs import verb_config, verb_parser
 from theia_eval.errors import InputError
 
 COLUMNS = ("name", "family", "params_M", "GFLOPs", "grid", "channels", "input", "weights source", "offline")
@@ -80,12 +80,11 @@ def encode_report(name: str, weights, images: np.ndarray, names: list[str], devi
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="theia-eval encoders", description="List the frozen-encoder registry, or encode images with one entry.",
-        epilog="Config keys (key=value): pattern=GLOB weights=random|PATH|HUB_ID device=cpu|cuda dtype=float32|bf16. "
-               "Examples: `theia-eval encoders`, `theia-eval encoders 'dinov2*' --json`, "
-               "`theia-eval encoders efficientnet-lite0 --image cat.jpg`. Besides registry names: "
-               "hf:<hub id or save_pretrained dir>, timm:<model name>, py:<module>:<callable> and installed plugins.")
+    p = verb_parser("encoders", "List the frozen-encoder registry, or encode images with one entry.",
+                    "Examples: `theia-eval encoders`, `theia-eval encoders 'dinov2*' --json`, "
+                    "`theia-eval encoders efficientnet-lite0 --image cat.jpg`. Besides registry names: "
+                    "hf:<hub id or save_pretrained dir>, timm:<model name>, py:<module>:<callable> and installed "
+                    "plugins.")
     p.add_argument("name", nargs="?", help="encoder to run (a pattern like 'clip*' lists matches instead)")
     p.add_argument("--image", action="append", default=[], help="image file to encode (repeatable); default: "
                    "scikit-image's chelsea and coffee photos")
@@ -94,10 +93,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def run(argv: list[str]) -> int:
-    parser = _parser()
-    overrides, rest = split_args(argv, parser)
-    args = parser.parse_args(rest)
-    cfg = compose("encoders", overrides)
+    args, cfg = verb_config(_parser(), argv, "encoders")
     name = args.name
     if name is None or any(ch in name for ch in "*?["):
         rows = registry_rows(name or cfg.pattern)

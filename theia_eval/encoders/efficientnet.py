@@ -20,7 +20,7 @@ from torch import nn
 from theia_eval.encoders.base import EncoderConfig, FrozenEncoder
 from theia_eval.encoders.images import Preprocess
 from theia_eval.encoders.registry import register_encoder
-from theia_eval.encoders.weights import (load_matching, load_torch_file, is_random, random_seed, require_file,
+from theia_eval.encoders.weights import (load_matching, load_torch_file, parse_weights, require_file,
                                          seeded_init)
 from theia_eval.errors import CheckpointMismatchError, WeightsNotFoundError
 
@@ -205,10 +205,10 @@ def read_state_dict(config: EncoderConfig, path: Path, trust: bool = False) -> d
 def build_efficientnet_lite0(config: EncoderConfig, weights: str | None = None, device="cpu", dtype="float32",
                              trust_checkpoint: bool = False, **kwargs) -> FrozenEncoder:
     """weights: None (the package's ImageNet file), 'random[:SEED]', or a state-dict .pth file."""
-    if is_random(weights):
-        with seeded_init(random_seed(weights)):
+    if parse_weights(weights).random:
+        with seeded_init(parse_weights(weights).seed):
             net = EfficientNetLite()
-        weights_id = f"random:{random_seed(weights)}"
+        weights_id = f"random:{parse_weights(weights).seed}"
     else:
         path = package_weights(config) if weights is None else require_file(config, weights)
         net = EfficientNetLite()

@@ -25,7 +25,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from theia_eval.encoders.base import EncoderConfig, FrozenEncoder
 from theia_eval.encoders.images import CLIP_MEAN, CLIP_STD, HALF_MEAN, HALF_STD, IMAGENET_MEAN, IMAGENET_STD, Preprocess
 from theia_eval.encoders.registry import register_encoder
-from theia_eval.encoders.weights import hf_snapshot, is_random, random_seed, seeded_init
+from theia_eval.encoders.weights import hf_snapshot, parse_weights, seeded_init
 from theia_eval.errors import CheckpointMismatchError, WeightsNotFoundError
 
 
@@ -135,8 +135,8 @@ def random_model(config: EncoderConfig, family: HFFamily, seed: int) -> nn.Modul
 
 def load_hf_model(config: EncoderConfig, family: HFFamily, weights: str | None) -> tuple[nn.Module, str]:
     """The transformers model of an entry and where its weights came from."""
-    if is_random(weights):
-        return random_model(config, family, random_seed(weights)), str(weights)
+    if parse_weights(weights).random:
+        return random_model(config, family, parse_weights(weights).seed), str(weights)
     path = hf_snapshot(config, weights)
     return pretrained_model(config, family, path), str(weights or config.hub_id)
 

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from theia_eval.encoders.base import EncoderConfig, FrozenEncoder
 from theia_eval.encoders.images import IMAGENET_MEAN, IMAGENET_STD, Preprocess
 from theia_eval.encoders.registry import register_encoder
-from theia_eval.encoders.weights import (load_matching, load_torch_file, is_random, random_seed, require_file,
+from theia_eval.encoders.weights import (load_matching, load_torch_file, parse_weights, require_file,
                                          seeded_init)
 from theia_eval.errors import CheckpointMismatchError, InputError
 
@@ -213,7 +213,7 @@ def random_vit(config: EncoderConfig, weights: str, size: int | None,
     """The entry's real architecture with timm's seeded random init."""
     shape = dataclasses.replace(entry_shape(config), num_heads=num_heads or entry_shape(config).num_heads)
     size = size or config.input_size
-    with seeded_init(random_seed(weights)):
+    with seeded_init(parse_weights(weights).seed):
         return make_vit(shape, size), shape, size
 
 
@@ -225,9 +225,9 @@ def build_mae(config: EncoderConfig, weights: str | None = None, device="cpu", d
     img_size overrides the entry's input side (position embeddings are resized); num_heads overrides
     the heads inferred for a checkpoint's width.
     """
-    if is_random(weights):
+    if parse_weights(weights).random:
         vit, shape, size = random_vit(config, weights, img_size, num_heads)
-        weights_id = f"random:{random_seed(weights)}"
+        weights_id = f"random:{parse_weights(weights).seed}"
     else:
         vit, shape, size = load_vit(config, weights, img_size, num_heads, trust_checkpoint)
         weights_id = str(weights)

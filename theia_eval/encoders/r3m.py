@@ -16,7 +16,7 @@ from torch import nn
 from theia_eval.encoders.base import EncoderConfig, FrozenEncoder
 from theia_eval.encoders.images import IMAGENET_MEAN, IMAGENET_STD, Preprocess
 from theia_eval.encoders.registry import register_encoder
-from theia_eval.encoders.weights import (load_matching, load_torch_file, is_random, random_seed, require_file,
+from theia_eval.encoders.weights import (load_matching, load_torch_file, parse_weights, require_file,
                                          seeded_init)
 from theia_eval.errors import CheckpointMismatchError
 
@@ -103,10 +103,10 @@ def build_r3m(config: EncoderConfig, weights: str | None = None, device="cpu", d
               trust_checkpoint: bool = False, **kwargs) -> FrozenEncoder:
     """weights: None (error: not distributed offline), 'random[:SEED]', or R3M's model.pt."""
     depth = config.extra["depth"]
-    if is_random(weights):
-        with seeded_init(random_seed(weights)):
+    if parse_weights(weights).random:
+        with seeded_init(parse_weights(weights).seed):
             net = make_resnet(depth)
-        weights_id = f"random:{random_seed(weights)}"
+        weights_id = f"random:{parse_weights(weights).seed}"
     else:
         path = require_file(config, weights)
         state = read_convnet(path, config, trust_checkpoint)

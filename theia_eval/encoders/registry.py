@@ -14,7 +14,9 @@ from functools import cached_property
 import torch
 
 from theia_eval.encoders.base import EncoderConfig, FrozenEncoder
+from theia_eval.encoders.weights import parse_weights
 from theia_eval.errors import InputError, UnknownNameError, unknown_name
+from theia_eval.registry import Registry
 
 Builder = Callable[..., FrozenEncoder]
 
@@ -54,8 +56,8 @@ class NameSource:
     resolve: Resolver
 
 
-_REGISTRY: dict[str, RegistryEntry] = {}
-_SCHEMES: dict[str, Resolver] = {}  # "hf" -> resolver of "hf:..."
+_REGISTRY: Registry[RegistryEntry] = Registry("encoder")
+_SCHEMES: Registry[Resolver] = Registry("encoder scheme")  # "hf" -> resolver of "hf:..."
 _SOURCES: list[NameSource] = []
 SCHEME_HELP = "hf:<hub id or save_pretrained directory>, timm:<model name>, py:<module>:<callable>"
 
@@ -64,9 +66,7 @@ def register_encoder(config: EncoderConfig) -> Callable[[Builder], Builder]:
     """Register `builder(config, weights, device, dtype, **kwargs) -> FrozenEncoder` under config.name."""
 
     def wrap(builder: Builder) -> Builder:
-        if config.name in _REGISTRY:
-            raise ValueError(f"encoder '{config.name}' is registered twice")
-        _REGISTRY[config.name] = RegistryEntry(config, builder)
+        _REGISTRY.add(config.name, RegistryEntry(config, builder))
         return builder
 
     return wrap
@@ -74,9 +74,7 @@ def register_encoder(config: EncoderConfig) -> Callable[[Builder], Builder]:
 
 def register_scheme(scheme: str, resolver: Resolver) -> None:
     """Resolve names `scheme:...` with `resolver(name)`."""
-    if scheme in _SCHEMES:
-        raise ValueError(f"encoder scheme '{scheme}:' is registered twice")
-    _SCHEMES[scheme] = resolver
+    _SCHEMES.add(scheme, resolver)
 
 
 def register_name_source(source: NameSource) -> None:
@@ -140,4 +138,5 @@ def create_encoder(name: str, weights: str | None = None, device: str | torch.de
     weights: None (the entry's default source, offline), "random" (seeded random init, only
     when asked), a local path (file or directory in the upstream format) or a hub id.
     """
+    parse_weights(weights)  # a malformed value fails here, the same way for every entry
     return get_entry(name).build(weights=weights, device=device, dtype=dtype, **kwargs)

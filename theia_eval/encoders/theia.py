@@ -28,7 +28,7 @@ from theia_eval.encoders.theia_format import (
     load_theia_backbone,
     vit_cost,
 )
-from theia_eval.encoders.weights import hf_snapshot, is_random, random_seed, seeded_init
+from theia_eval.encoders.weights import hf_snapshot, parse_weights, seeded_init
 from theia_eval.errors import InputError, WeightsNotFoundError
 
 THEIA_LICENSE = "Theia model license (HF 'other'; see the theaiinstitute model cards)"
@@ -141,8 +141,8 @@ def register_official(size_name: str) -> None:
     def build(config: EncoderConfig, weights=None, device="cpu", dtype="float32", feature_reduce=DEFAULT_REDUCE,
               num_heads=None, **kwargs) -> FrozenEncoder:
         check_reduce(feature_reduce)
-        if is_random(weights):
-            seed = random_seed(weights)
+        if parse_weights(weights).random:
+            seed = parse_weights(weights).seed
             return wrap(config, seeded_student(size_name, seed), STUDENT_SIZES[size_name], feature_reduce,
                         f"random:{seed}", device, dtype, kwargs)
         path = hf_snapshot(config, None if weights is None else str(weights))
@@ -158,11 +158,11 @@ def register_random(size_name: str) -> None:
     @register_encoder(cfg)
     def build(config: EncoderConfig, weights=None, device="cpu", dtype="float32", feature_reduce=DEFAULT_REDUCE,
               **kwargs) -> FrozenEncoder:
-        if weights is not None and not is_random(weights):
+        if weights is not None and not parse_weights(weights).random:
             raise InputError(f"encoder '{name}' is a random-weight control; got weights={weights!r}. Use weights="
                              "None, 'random' or 'random:SEED'; for a trained student use "
                              "create_encoder('theia', weights=PATH).")
-        seed = random_seed(weights) if weights else 0
+        seed = parse_weights(weights).seed or 0
         return wrap(config, seeded_student(size_name, seed), STUDENT_SIZES[size_name], feature_reduce,
                     f"random:{seed}", device, dtype, kwargs)
 
@@ -179,7 +179,7 @@ GENERIC = dataclasses.replace(
 def build_generic(config: EncoderConfig, weights=None, device="cpu", dtype="float32", feature_reduce=DEFAULT_REDUCE,
                   num_heads=None, **kwargs) -> FrozenEncoder:
     check_reduce(feature_reduce)
-    if weights is None or is_random(weights):
+    if weights is None or parse_weights(weights).random:
         raise WeightsNotFoundError(
             f"encoder 'theia' has no default weights (got weights={weights!r}): pass create_encoder('theia', "
             "weights=PATH) with a checkpoint dir, .safetensors file or run dir. For official students use "

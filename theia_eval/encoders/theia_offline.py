@@ -13,7 +13,7 @@ from theia_eval.encoders.base import EncoderConfig, FrozenEncoder
 from theia_eval.encoders.registry import register_encoder
 from theia_eval.encoders.theia import DEFAULT_REDUCE, check_reduce, from_checkpoint, seeded_student, student_config, wrap
 from theia_eval.encoders.theia_format import STUDENT_SIZES, WEIGHTS_FILE
-from theia_eval.encoders.weights import is_random, random_seed
+from theia_eval.encoders.weights import parse_weights
 from theia_eval.errors import WeightsNotFoundError
 
 ASSET = Path(__file__).resolve().parent.parent / "assets" / "theia-offline"
@@ -31,8 +31,8 @@ CONFIG = student_config(
 def build_theia_offline(config: EncoderConfig, weights=None, device="cpu", dtype="float32",
                         feature_reduce=DEFAULT_REDUCE, **kwargs) -> FrozenEncoder:
     check_reduce(feature_reduce)
-    if is_random(weights):
-        seed = random_seed(weights)
+    if parse_weights(weights).random:
+        seed = parse_weights(weights).seed
         return wrap(config, seeded_student("nano", seed), STUDENT_SIZES["nano"], feature_reduce, f"random:{seed}",
                     device, dtype, kwargs)
     path = Path(weights).expanduser() if weights else ASSET

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -11,19 +12,36 @@ from theia_eval.encoders.base import EncoderConfig
 from theia_eval.errors import CheckpointMismatchError, InputError, WeightsNotFoundError
 
 
-def is_random(weights: str | None) -> bool:
-    """True for "random" or "random:SEED" (seeded random init, only when the user asks for it)."""
-    return isinstance(weights, str) and (weights == "random" or weights.startswith("random:"))
+@dataclass(frozen=True)
+class Weights:
+    """The `weights=` argument, parsed once: the entry's default (text None), a seeded random init ("random" is
+    seed 0, "random:SEED"), or a source (a local path or a hub id)."""
+
+    text: str | None
+    seed: int | None = None  # set for a random init
+
+    @property
+    def random(self) -> bool:
+        return self.seed is not None
+
+    @property
+    def default(self) -> bool:
+        return self.text is None
 
 
-def random_seed(weights: str, default: int = 0) -> int:
-    """Seed of "random:SEED" (default for plain "random")."""
-    if weights == "random":
-        return default
+def parse_weights(weights: str | Weights | None) -> Weights:
+    """The one parser of `weights=` values; a malformed 'random:...' raises an InputError."""
+    if isinstance(weights, Weights):
+        return weights
+    if weights is None:
+        return Weights(None)
+    text = str(weights)
+    if text != "random" and not text.startswith("random:"):
+        return Weights(text)
     try:
-        return int(weights.split(":", 1)[1])
+        return Weights(text, 0 if text == "random" else int(text.split(":", 1)[1]))
     except ValueError as exc:
-        raise InputError(f"bad weights '{weights}': use 'random' or 'random:<int seed>'.") from exc
+        raise InputError(f"bad weights '{text}': use 'random' or 'random:<int seed>'.") from exc
 
 
 class seeded_init:

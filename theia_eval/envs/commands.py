@@ -1,25 +1,12 @@
 """CLI verbs `theia-eval tasks` and `theia-eval demos` (key=value words go to the Hydra config)."""
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
-from theia_eval.config import compose, config_dir, split_args
+from theia_eval.config import compose
 from theia_eval.errors import InputError
-
-
-def _parser(verb: str, description: str) -> argparse.ArgumentParser:
-    keys = (config_dir() / f"{verb}.yaml").read_text()
-    return argparse.ArgumentParser(
-        prog=f"theia-eval {verb}", description=description,
-        epilog=f"config keys (override with key=value):\n{keys}",
-        formatter_class=argparse.RawDescriptionHelpFormatter)
-
-
-def _parse(parser: argparse.ArgumentParser, argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
-    overrides, rest = split_args(argv, parser)
-    return parser.parse_args(rest), overrides
+from theia_eval.verbs import parse_words, verb_config, verb_parser
 
 
 # ------------------------------------------------------------------------------------------ tasks
@@ -27,9 +14,7 @@ def tasks(argv: list[str]) -> int:
     """List suites and tasks."""
     from theia_eval.envs.tasks import get_suite, get_task, list_suites, list_tasks
 
-    parser = _parser("tasks", "List the registered suites and tasks.")
-    _, overrides = _parse(parser, argv)
-    cfg = compose("tasks", overrides)
+    _, cfg = verb_config(verb_parser("tasks", "List the registered suites and tasks."), argv, "tasks")
     if cfg.suite is not None:
         suite = get_suite(cfg.suite)
         print(f"{suite.name}: {suite.description} (demos/task {suite.demos_per_task}, "
@@ -57,7 +42,7 @@ def _task_line(t) -> str:
 # ------------------------------------------------------------------------------------------ demos
 def demos(argv: list[str]) -> int:
     """Collect expert demos, summarize a demo file, or import a CortexBench pickle."""
-    parser = _parser("demos", "Collect scripted-expert demonstrations (robomimic HDF5, one file "
+    parser = verb_parser("demos", "Collect scripted-expert demonstrations (robomimic HDF5, one file "
                               "per task), summarize files (--info) or import CortexBench pickles.")
     parser.add_argument("--info", nargs="+", metavar="PATH", help="summarize demo file(s) and exit")
     parser.add_argument("--check", action="store_true", help="with --info: read every frame and array too, and "
@@ -67,7 +52,7 @@ def demos(argv: list[str]) -> int:
                         help="import public demos into our format (needs task=... and out=PATH): a CortexBench "
                              "pickle (.pkl/.pickle), or for adroit/* a Minari D4RL Adroit dataset directory "
                              "(or its data/main_data.hdf5), re-rendered from its recorded simulator states")
-    args, overrides = _parse(parser, argv)
+    args, overrides = parse_words(parser, argv)
     if args.info:
         return _info(args.info, args.check)
     cfg = compose("demos", overrides)

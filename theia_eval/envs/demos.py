@@ -41,8 +41,10 @@ from theia_eval.envs.renderer import RenderSpec
 from theia_eval.envs.tasks import TaskSpec, get_task
 from theia_eval.errors import InputError, TheiaEvalError
 from theia_eval.io import read_json, remove_stale_temp_files
+from theia_eval.settings import DemosConfig
 
-DEFAULT_BASE_SEED = 54321
+_DEMOS = DemosConfig()  # the `demos` verb's defaults (theia_eval.settings): DemoConfig's defaults
+DEFAULT_BASE_SEED = _DEMOS.seed
 
 
 class DeterminismError(TheiaEvalError, RuntimeError):
@@ -53,17 +55,17 @@ class DeterminismError(TheiaEvalError, RuntimeError):
 class DemoConfig:
     """How to collect demos for one task (see configs/demos.yaml for the CLI keys)."""
 
-    num_demos: int = 25
+    num_demos: int = _DEMOS.num_demos
     base_seed: int = DEFAULT_BASE_SEED
-    post_success_steps: int | None = None
-    horizon: int | None = None  # None: the task's horizon
-    max_failures: int | None = None  # None: 2 * num_demos + 10
-    workers: int = 2  # 0: collect in this process
-    render: RenderSpec = field(default_factory=RenderSpec)
-    camera: str | None = None  # None: the task's camera
-    storage: Storage = field(default_factory=Storage)
-    valid_fraction: float = 0.1
-    progress: bool = True
+    post_success_steps: int | None = _DEMOS.post_success_steps
+    horizon: int | None = _DEMOS.horizon  # None: the task's horizon
+    max_failures: int | None = _DEMOS.max_failures  # None: 2 * num_demos + 10
+    workers: int = _DEMOS.workers  # 0: collect in this process
+    render: RenderSpec = field(default_factory=lambda: RenderSpec(_DEMOS.preset, _DEMOS.resolution, _DEMOS.crop))
+    camera: str | None = _DEMOS.camera  # None: the task's camera
+    storage: Storage = field(default_factory=lambda: Storage(_DEMOS.compression, _DEMOS.compression_level))
+    valid_fraction: float = _DEMOS.valid_fraction
+    progress: bool = _DEMOS.progress
 
     def __post_init__(self) -> None:
         if int(self.num_demos) <= 0:
@@ -361,7 +363,7 @@ def _collect_missing(spec: TaskSpec, path: Path, meta: DatasetMeta, cfg: DemoCon
                disable=not cfg.progress)
     new, failures = 0, 0
     try:
-        for seed, episode in runner.results(jobs, needed=lambda: missing - new):
+        for seed, episode in runner.results(jobs, needed=lambda: missing - new):  # noqa: B023  (the running count)
             if episode is None:
                 failures += 1
                 progress.failed.add(seed)

@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from theia_eval.errors import InputError, unknown_name
+from theia_eval.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -38,22 +39,17 @@ class RenderPreset:
     renderable: bool = True  # False: a label for imported frames from another renderer
 
 
-PRESETS: dict[str, RenderPreset] = {}
+PRESETS: Registry[RenderPreset] = Registry("render preset")
 
 
 def register_preset(preset: RenderPreset) -> RenderPreset:
     """Add a preset to the registry (name must be new)."""
-    if preset.name in PRESETS:
-        raise InputError(f"render preset '{preset.name}' is already registered")
-    PRESETS[preset.name] = preset
-    return preset
+    return PRESETS.add(preset.name, preset)
 
 
 def get_preset(name: str) -> RenderPreset:
     """Look up a preset by name, suggesting close names when unknown."""
-    if name not in PRESETS:
-        raise unknown_name("render preset", name, PRESETS)
-    return PRESETS[name]
+    return PRESETS.get_entry(name)
 
 
 register_preset(RenderPreset("full", shadows=True, reflections=True, multisamples=None,

@@ -39,32 +39,34 @@ from theia_eval.errors import CheckpointMismatchError, InputError, TrainingError
 from theia_eval.policies.cache import EmbeddingCache, EmbeddingShapes
 from theia_eval.policies.heads import PolicyHead, PolicyShapes, create_head, head_input_kind, make_head_config
 from theia_eval.policies.history import fuse, gather_windows, get_fusion, window_indices
+from theia_eval.settings import TrainConfig
 
 CHECKPOINT_FORMAT = 1
 EvalFn = Callable[["BCPolicy", int], dict[str, float]]
+_TRAIN = TrainConfig()  # the `train` verb's defaults (theia_eval.settings): BCConfig's defaults
 
 
 @dataclass
 class BCConfig:
-    """Behaviour-cloning settings; defaults are the CortexBench protocol."""
+    """Behaviour-cloning settings; defaults are the `train` verb's (configs/train.yaml, the CortexBench protocol)."""
 
-    head: str = "mlp"
+    head: str = _TRAIN.head
     head_config: dict[str, Any] = field(default_factory=dict)  # overrides of the head's config dataclass
-    history: int = 3
-    fusion: str = "flare"
-    epochs: int = 100
-    batch_size: int = 256
-    lr: float = 1e-3
-    weight_decay: float = 0.0
-    eval_every: int = 5
-    seed: int = 100
-    device: str = "cpu"
-    action_norm: str = "none"
-    proprio_norm: str = "none"
+    history: int = _TRAIN.bc.history
+    fusion: str = _TRAIN.bc.fusion
+    epochs: int = _TRAIN.bc.epochs
+    batch_size: int = _TRAIN.bc.batch_size
+    lr: float = _TRAIN.bc.lr
+    weight_decay: float = _TRAIN.bc.weight_decay
+    eval_every: int = _TRAIN.bc.eval_every
+    seed: int = _TRAIN.seed
+    device: str = _TRAIN.device
+    action_norm: str = _TRAIN.bc.action_norm
+    proprio_norm: str = _TRAIN.bc.proprio_norm
     best_metric: str = "success"  # key of eval_fn's dict that picks best.pt
     best_mode: str = "max"  # "max" or "min"
-    progress: bool = True
-    precision: str = "fp32"  # "fp32" | "bf16": autocast matmuls/convs to bfloat16 in training (AMX CPUs, GPUs)
+    progress: bool = _TRAIN.bc.progress
+    precision: str = _TRAIN.bc.precision  # "fp32" | "bf16": autocast matmuls/convs to bfloat16 (AMX CPUs, GPUs)
 
 
 # Fields that may change between a run and its resume (they do not change the weights reached).
@@ -128,7 +130,7 @@ class WindowDataset(torch.utils.data.Dataset, EmbeddingShapes):
 
     @classmethod
     def from_cache(cls, cache: EmbeddingCache, history: int = 3, fusion: str = "flare",
-                   demo_keys: Sequence[str] | None = None) -> "WindowDataset":
+                   demo_keys: Sequence[str] | None = None) -> WindowDataset:
         """Windows over a cache, for all its demos or those named (e.g. a train split)."""
         keys = list(cache.demo_keys if demo_keys is None else demo_keys)
         spans = [cache.demo_rows(k) for k in keys]

@@ -265,7 +265,7 @@ class HDF5DemoSource:
     def close(self) -> None:
         self._file.close()
 
-    def __enter__(self) -> "HDF5DemoSource":
+    def __enter__(self) -> HDF5DemoSource:
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -377,7 +377,7 @@ class EmbeddingCache(EmbeddingShapes):
         raise InputError(f"demo '{key}' is not in the cache at {self.path}; it holds {self.demo_keys[:5]}...")
 
     @classmethod
-    def open(cls, path: str | Path, verify: bool = True) -> "EmbeddingCache":
+    def open(cls, path: str | Path, verify: bool = True) -> EmbeddingCache:
         """Open and check a cache folder: sizes and shapes against the manifest, and (verify=True, the default)
         every file's checksums (crc32 per chunk; sha256 for caches written without chunk checksums)."""
         path = Path(path)
@@ -389,7 +389,7 @@ class EmbeddingCache(EmbeddingShapes):
                              "get_or_build_cache(..., rebuild=True)).") from exc
 
     @classmethod
-    def _open_checked(cls, path: Path, verify: bool) -> "EmbeddingCache":
+    def _open_checked(cls, path: Path, verify: bool) -> EmbeddingCache:
         manifest = json.loads((path / "manifest.json").read_text())
         if manifest.get("format") != CACHE_FORMAT:
             raise ValueError(f"cache format {manifest.get('format')} != {CACHE_FORMAT}")

@@ -29,23 +29,27 @@ from theia_eval.policies.bc import BCPolicy
 from theia_eval.policies.cache import match_cache_precision
 from theia_eval.policies.history import HistoryBuffer
 from theia_eval.policies.stats import wilson_interval
+from theia_eval.settings import TrainEvalSection
+
+_EVAL = TrainEvalSection()  # the `train` verb's eval: defaults (theia_eval.settings)
+
 
 @dataclass
 class EvalConfig:
     """How a policy is evaluated; render settings default to the demos' (see eval_render_spec)."""
 
-    episodes: int = 25
-    base_seed: int = 1000  # episode i uses base_seed + i; demos use other seeds (54321 + j)
-    num_envs: int = 2
-    groups: int = 1  # 2: pipeline, encode one half of the envs while the other half renders
-    preset: str | None = None  # None: the demos' preset
-    resolution: int | None = None  # None: the demos' resolution
-    crop: int | str | None = "demos"  # "demos": the demos' crop; an int or None (no crop) overrides
+    episodes: int = _EVAL.episodes
+    base_seed: int = _EVAL.base_seed  # episode i uses base_seed + i; demos use other seeds (54321 + j)
+    num_envs: int = _EVAL.num_envs
+    groups: int = _EVAL.groups  # 2: pipeline, encode one half of the envs while the other half renders
+    preset: str | None = _EVAL.preset  # None: the demos' preset
+    resolution: int | None = _EVAL.resolution  # None: the demos' resolution
+    crop: int | str | None = _EVAL.crop  # "demos": the demos' crop; an int or None (no crop) overrides
     camera: str | None = None
-    horizon: int | None = None  # None: the task's protocol horizon
-    video: bool = False
-    video_episodes: int = 2
-    progress: bool = True
+    horizon: int | None = _EVAL.horizon  # None: the task's protocol horizon
+    video: bool = _EVAL.video
+    video_episodes: int = _EVAL.video_episodes
+    progress: bool = _EVAL.progress
     extra: dict = field(default_factory=dict)
 
 

@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from theia_eval.errors import InputError, unknown_name
+from theia_eval.registry import Registry
 from theia_eval.policies.history import fused_dim, get_fusion
 
 # The reference conv neck (Theia's CortexBench helpers), as (kernel, stride, padding) per stage:
@@ -61,7 +62,7 @@ class PolicyShapes:
 
     @classmethod
     def from_encoder(cls, config: Any, *, history: int = 3, fusion: str = "flare", proprio_dim: int = 0,
-                     action_dim: int) -> "PolicyShapes":
+                     action_dim: int) -> PolicyShapes:
         """Shapes from an encoder config (anything with grid, token_dim, summary_dim)."""
         return cls(tuple(config.grid), config.token_dim, config.summary_dim, history, fusion, proprio_dim, action_dim)
 
@@ -246,30 +247,26 @@ class HeadEntry:
     config_cls: type
 
 
-_HEADS: dict[str, HeadEntry] = {}
+_HEADS: Registry[HeadEntry] = Registry("policy head")
 
 
 def register_head(name: str, config_cls: type) -> Callable[[type[PolicyHead]], type[PolicyHead]]:
     """Register a PolicyHead subclass under `name` with its config dataclass."""
 
     def wrap(cls: type[PolicyHead]) -> type[PolicyHead]:
-        if name in _HEADS:
-            raise ValueError(f"head '{name}' is registered twice")
+        _HEADS.add(name, HeadEntry(name, cls, config_cls))
         cls.registry_name = name
-        _HEADS[name] = HeadEntry(name, cls, config_cls)
         return cls
 
     return wrap
 
 
 def get_head_entry(name: str) -> HeadEntry:
-    if name not in _HEADS:
-        raise unknown_name("policy head", name, _HEADS)
-    return _HEADS[name]
+    return _HEADS.get_entry(name)
 
 
 def list_heads() -> list[str]:
-    return sorted(_HEADS)
+    return _HEADS.names()
 
 
 def head_input_kind(name: str) -> str:

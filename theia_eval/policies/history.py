@@ -21,7 +21,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from theia_eval.errors import InputError, unknown_name
+from theia_eval.errors import InputError
+from theia_eval.registry import Registry
 
 Array = torch.Tensor | np.ndarray
 FusionFn = Callable[[list[Array]], list[Array]]
@@ -36,16 +37,14 @@ class Fusion:
     doc: str
 
 
-_FUSIONS: dict[str, Fusion] = {}
+_FUSIONS: Registry[Fusion] = Registry("history fusion")
 
 
 def register_fusion(name: str, doc: str) -> Callable[[FusionFn], FusionFn]:
     """Register `parts(list of T frames) -> list of T arrays` under `name`."""
 
     def wrap(fn: FusionFn) -> FusionFn:
-        if name in _FUSIONS:
-            raise ValueError(f"fusion '{name}' is registered twice")
-        _FUSIONS[name] = Fusion(name, fn, doc)
+        _FUSIONS.add(name, Fusion(name, fn, doc))
         return fn
 
     return wrap
@@ -62,13 +61,11 @@ def _stack_parts(frames: list[Array]) -> list[Array]:
 
 
 def get_fusion(name: str) -> Fusion:
-    if name not in _FUSIONS:
-        raise unknown_name("history fusion", name, _FUSIONS)
-    return _FUSIONS[name]
+    return _FUSIONS.get_entry(name)
 
 
 def list_fusions() -> list[str]:
-    return sorted(_FUSIONS)
+    return _FUSIONS.names()
 
 
 def fused_dim(name: str, dim: int, history: int) -> int:

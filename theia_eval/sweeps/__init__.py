@@ -4,5 +4,5 @@ as Hydra multiruns with a chosen launcher, resumably, into the results store.
 - plan.py: sweep config -> validated Plan (stage jobs, cell identities); protocol.py: CortexBench deviations.
 - stages.py: the job of each stage (demos, distill, embed, train) and the store rows of a cell.
 - launch.py: Hydra multirun over a stage's jobs (sequential, joblib, submitit launchers).
-- commands.py: the `theia-eval sweep` verb (`run_sweep(cfg)` for the quickstart).
+- run.py: running a plan stage by stage (`run_sweep(cfg)`, also for the quickstart); commands.py: the `theia-eval sweep` verb.
 """

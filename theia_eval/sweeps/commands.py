@@ -1,185 +1,27 @@
-"""`theia-eval sweep sweep=NAME [launcher=joblib] [--dry-run]`: run a sweep grid, stage by stage, resumably.
-
-Order: plan (every name and key checked; nothing runs on bad input) -> demos -> distill -> embed -> train
--> leaderboard. Only unfinished jobs are launched: a cell whose best and last rows are in the store is
-skipped; a killed cell resumes from its last.pt; rows are keyed by (config_hash, checkpoint), so a cell is
-never counted twice. A failed job blocks only the jobs that need it (a failed student blocks its cells);
-every failure is listed at the end and the exit code is 1.
-"""
+"""`theia-eval sweep sweep=NAME [launcher=joblib] [--dry-run]`: run a sweep grid (theia_eval.sweeps.run)."""
 from __future__ import annotations
 
-import argparse
 import sys
-from collections import Counter
-from dataclasses import dataclass, field
 from pathlib import Path
 
-from omegaconf import DictConfig
-
 from theia_eval.analysis.store import ResultsStore
-from theia_eval.config import compose, config_dir, split_args
+from theia_eval.config import compose, config_dir
 from theia_eval.errors import InputError
-from theia_eval.io import atomic_write_text, read_json
-from theia_eval.sweeps.launch import run_stage
-from theia_eval.sweeps.plan import STAGES, Plan, build_plan
+from theia_eval.sweeps.run import __doc__ as RUN_DOC
+from theia_eval.sweeps.run import run_sweep
+from theia_eval.verbs import parse_words, verb_parser
 
 
-@dataclass
-class SweepReport:
-    """What a sweep invocation did: per stage the launched/skipped jobs and every failure."""
-
-    plan: Plan
-    plan_path: Path
-    pending: dict[str, list[int]]
-    results: dict[str, list[dict]] = field(default_factory=dict)
-    blocked: list[str] = field(default_factory=list)
-
-    @property
-    def failures(self) -> list[dict]:
-        return [r for rs in self.results.values() for r in rs if r.get("status") == "failed"]
-
-    def counts(self, stage: str) -> Counter:
-        return Counter(r.get("status") for r in self.results.get(stage, []))
-
-
-def pending_jobs(plan: Plan, store: ResultsStore) -> dict[str, list[int]]:
-    """Indices of the jobs still to run, stage by stage (only what unfinished cells need)."""
-    from theia_eval.sweeps.stages import demos_complete, student_done
-
-    finished = store.finished()
-    cells = [i for i, c in enumerate(plan.train) if c["config_hash"] not in finished]
-    need = [plan.train[i] for i in cells]
-    students = {c["encoder"]["student"] for c in need}
-    groups = {f"{c['label']}:{c['kind']}" for c in need}
-    tasks = {c["task"] for c in need}
-    return {"demos": [i for i, d in enumerate(plan.demos) if d["task"] in tasks and not demos_complete(d)],
-            "distill": [i for i, s in enumerate(plan.distill)
-                        if s["label"] in students and not student_done(s["run_dir"])],
-            "embed": [i for i, e in enumerate(plan.embed) if e["id"] in groups],
-            "train": cells}
-
-
-def blocked_by(stage: str, failed: dict, job: dict) -> bool:
-    """Whether a later job needs the output of a failed job of `stage`."""
-    needs = {"demos": lambda j: failed.get("task") in j.get("tasks", [j.get("task")]),
-             "distill": lambda j: j.get("encoder", {}).get("student") == failed.get("label"),
-             "embed": lambda j: f"{j.get('label')}:{j.get('kind')}" == failed.get("id")}
-    return needs[stage](job)
-
-
-def drop_blocked(report: SweepReport, stage: str, results: list[dict]) -> None:
-    """Remove later jobs that need a failed job's output; remember them for the report."""
-    for r in results:
-        if r.get("status") != "failed":
-            continue
-        failed = next(j for j in report.plan.stage(stage) if j["id"] == r["id"])
-        for later in STAGES[STAGES.index(stage) + 1:]:
-            jobs = report.plan.stage(later)
-            keep = [i for i in report.pending[later] if not blocked_by(stage, failed, jobs[i])]
-            report.blocked += [f"{later} {jobs[i]['id']} (needs {stage} {r['id']})"
-                               for i in report.pending[later] if i not in keep]
-            report.pending[later] = keep
-
-
-def sync_rows(plan: Plan, store: ResultsStore) -> int:
-    """Append rows of finished cells whose rows.json exists but are not in the store (idempotent)."""
-    from theia_eval.envs.tasks import get_task
-    from theia_eval.policies.commands import run_dir
-    from theia_eval.sweeps.stages import ROWS_FILE
-    from omegaconf import OmegaConf
-
-    finished, added = store.finished(), 0
-    for cell in plan.train:
-        if cell["config_hash"] in finished:
-            continue
-        path = run_dir(OmegaConf.create(cell["config"]), get_task(cell["task"])) / ROWS_FILE
-        if path.is_file():
-            added += store.append(read_json(path, "the rows of a finished cell"))
-    return added
-
-
-def prepare(cfg: DictConfig) -> tuple[Plan, Path, ResultsStore]:
-    """Build and write the plan, open the store and bring it up to date with finished cells."""
-    plan = build_plan(cfg)
-    out = Path(cfg.out_dir)
-    plan_path = out / "plan.json"
-    atomic_write_text(plan_path, plan.to_json())
-    store = ResultsStore(cfg.store, cfg.store_journal)
-    sync_rows(plan, store)
-    return plan, plan_path, store
-
-
-def run_sweep(cfg: DictConfig, dry_run: bool = False, echo=print) -> SweepReport:
-    """Plan, then launch each stage's unfinished jobs; returns what happened (no exception on job failures)."""
-    plan, plan_path, store = prepare(cfg)
-    report = SweepReport(plan, plan_path, pending_jobs(plan, store))
-    echo(describe(report))
-    if dry_run:
-        return report
-    for stage in STAGES:
-        indices = report.pending[stage]
-        if not indices:
-            continue
-        echo(f"[sweep {plan.name}] {stage}: {len(indices)} job(s) with the {cfg.launcher} launcher")
-        results = run_stage(plan_path, stage, indices, cfg.launcher, int(cfg.jobs), list(cfg.launcher_overrides))
-        report.results[stage] = results
-        drop_blocked(report, stage, results)
-    sync_rows(plan, store)
-    echo(summary(report, store))
-    return report
-
-
-def describe(report: SweepReport) -> str:
-    plan = report.plan
-    labels = list(dict.fromkeys(c["label"] for c in plan.train))
-    tasks = list(dict.fromkeys(c["task"] for c in plan.train))
-    heads = list(dict.fromkeys(c["head"] for c in plan.train))
-    seeds = list(dict.fromkeys(c["seed"] for c in plan.train))
-    protocols = Counter(c["protocol"] for c in plan.train)
-    pairs = list(dict.fromkeys((c["label"], c["head"]) for c in plan.train))
-    grid = (f"{len(labels)} encoders x {len(tasks)} tasks x {len(heads)} heads" if len(pairs) == len(labels) * len(heads)
-            else f"{len(pairs)} encoder-head pairs x {len(tasks)} tasks")
-    lines = [f"sweep {plan.name}: {grid} x {len(seeds)} "
-             f"seeds = {len(plan.train)} cells ({', '.join(f'{n} {p}' for p, n in protocols.items())})",
-             f"  encoders: {', '.join(labels)}", f"  tasks: {', '.join(tasks)}",
-             f"  heads: {', '.join(heads)}; seeds: {', '.join(map(str, seeds))}"]
-    devs = next((c["deviations"] for c in plan.train if c["deviations"]), None)
-    if devs:
-        lines.append("  reduced protocol: " + "; ".join(devs))
-    lines.append("  to run: " + ", ".join(f"{s} {len(report.pending[s])}/{len(plan.stage(s))}" for s in STAGES)
-                 + f"  (store {plan.store})")
-    return "\n".join(lines)
-
-
-def summary(report: SweepReport, store: ResultsStore) -> str:
-    ran = "; ".join(f"{s}: " + ", ".join(f"{n} {k}" for k, n in sorted(report.counts(s).items())) for s in STAGES
-                    if report.results.get(s))
-    lines = [f"[sweep {report.plan.name}] {ran or 'nothing to run: every cell is finished'}"]
-    lines.append(f"  store {report.plan.store}: {len(store)} rows, "
-                 f"{sum(c['config_hash'] in store.finished() for c in report.plan.train)}/{len(report.plan.train)} "
-                 "cells finished")
-    for f in report.failures:
-        lines.append(f"  FAILED {f['stage']} {f['id']}: {f['error']}")
-    for b in report.blocked:
-        lines.append(f"  not run: {b}")
-    return "\n".join(lines)
-
-
-def _parser() -> argparse.ArgumentParser:
+def _parser():
     sweeps = sorted(p.stem for p in (config_dir() / "sweep").glob("*.yaml"))
-    p = argparse.ArgumentParser(
-        prog="theia-eval sweep", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog=f"sweeps (configs/sweep/): {', '.join(sweeps)}\nconfig keys: configs/sweep.yaml "
-               "(launcher=sequential|joblib|submitit|submitit-local jobs=N out_dir= store= demos_dir= cache_dir= "
-               "students_dir= device= threads=), grid keys: sweep.encoders=[...] sweep.seeds=[...] ...")
+    p = verb_parser("sweep", RUN_DOC, f"sweeps (configs/sweep/): {', '.join(sweeps)}; grid keys: sweep.encoders=[...] "
+                    "sweep.seeds=[...] ... (the keys of configs/sweep/NAME.yaml)")
     p.add_argument("--dry-run", action="store_true", help="check the sweep and list what would run, then exit")
     return p
 
 
 def sweep(argv: list[str]) -> int:
-    parser = _parser()
-    overrides, rest = split_args(argv, parser)
-    args = parser.parse_args(rest)
+    args, overrides = parse_words(_parser(), argv)
     if not any(o.split("=", 1)[0].lstrip("+~") == "sweep" for o in overrides):
         raise InputError("name a sweep: `theia-eval sweep sweep=NAME` (see `theia-eval sweep --help` for the list).")
     cfg = compose("sweep", overrides)
@@ -187,7 +29,7 @@ def sweep(argv: list[str]) -> int:
     if args.dry_run:
         return 0
     if cfg.leaderboard and len(ResultsStore(cfg.store, cfg.store_journal)):
-        from theia_eval.analysis.commands import write_leaderboard
+        from theia_eval.analysis.outputs import write_leaderboard
 
         paths = write_leaderboard(cfg.store, Path(cfg.out_dir) / "leaderboard", sweep_name=report.plan.name)
         print(f"leaderboard: {paths['md']} (html: {paths['html']})")

@@ -88,8 +88,8 @@ def run_job(cfg: DictConfig) -> dict:
     try:
         result = run_stage_job(str(cfg.stage), job, plan)
     except Exception as exc:  # reported by the parent with the others; the traceback goes to the job log
-        log.error("job %s %s failed:\n%s", cfg.stage, job.get("id"), traceback.format_exc())
-        result = {"status": "failed", "stage": str(cfg.stage), "id": job.get("id"),
+        log.error("job %s %s failed:\n%s", cfg.stage, job.id, traceback.format_exc())
+        result = {"status": "failed", "stage": str(cfg.stage), "id": job.id,
                   "error": f"{type(exc).__name__}: {exc}"}
     if result.get("status") != "skipped":
         record_job(plan, result, started)

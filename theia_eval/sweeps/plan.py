@@ -250,6 +250,132 @@ def demo_config(recipe: Mapping):
                       valid_fraction=float(recipe["valid_fraction"]), progress=False)
 
 
+# ------------------------------------------------------------------------------------------- the jobs
+# Field order is the key order of plan.json: keep it.
+class Job:
+    """What every stage job can say about the jobs it needs (for blocking the dependants of a failed job)."""
+
+    id: str
+
+    @property
+    def tasks_needed(self) -> tuple[str, ...]:
+        """Tasks whose demos this job reads."""
+        return ()
+
+    @property
+    def student(self) -> str | None:
+        """The distill-stage student whose export this job encodes with (None: none)."""
+        return None
+
+    @property
+    def group(self) -> str | None:
+        """The embed job (encoder label : input kind) whose caches this job reads (None: none)."""
+        return None
+
+
+@dataclass
+class DemoJob(Job):
+    """Collect (or check) the demos of one task."""
+
+    id: str
+    task: str
+    recipe: dict
+    demos_dir: str
+    path: str
+    collect: bool
+
+
+@dataclass
+class DistillJob(Job):
+    """Distill one student of the sweep (its id is its label)."""
+
+    id: str
+    label: str
+    config: dict
+    frames: dict | None
+    run_dir: str
+    key: str
+
+    @classmethod
+    def of(cls, s: StudentEntry) -> DistillJob:
+        return cls(s.label, **asdict(s))
+
+
+@dataclass
+class EmbedDemos:
+    """One demo file an embed job encodes, and the split of it the cells train on."""
+
+    path: str
+    split: str | None
+
+
+@dataclass
+class EmbedJob(Job):
+    """The embedding caches of one encoder (label) and input kind, for every task of its cells."""
+
+    id: str
+    label: str
+    encoder: EncoderEntry
+    kind: str
+    tasks: list[str]
+    demos: list[EmbedDemos]
+    cache_dir: str
+    device: str
+    batch: int
+
+    @property
+    def tasks_needed(self) -> tuple[str, ...]:
+        return tuple(self.tasks)
+
+    @property
+    def student(self) -> str | None:
+        return self.encoder.student
+
+    @classmethod
+    def from_dict(cls, d: Mapping) -> EmbedJob:
+        return cls(**{**d, "encoder": encoder_from_dict(d["encoder"]), "demos": [EmbedDemos(**x) for x in d["demos"]]})
+
+
+@dataclass
+class TrainJob(Job):
+    """One train cell (encoder x task x head x seed): its resolved train config, identity hash, protocol label."""
+
+    id: str
+    config_hash: str
+    label: str
+    encoder: EncoderEntry
+    task: str
+    suite: str
+    head: str
+    kind: str
+    seed: int
+    config: dict
+    protocol: str
+    deviations: list[str]
+    sweep: str
+
+    @property
+    def tasks_needed(self) -> tuple[str, ...]:
+        return (self.task,)
+
+    @property
+    def student(self) -> str | None:
+        return self.encoder.student
+
+    @property
+    def group(self) -> str:
+        return f"{self.label}:{self.kind}"
+
+    @classmethod
+    def from_dict(cls, d: Mapping) -> TrainJob:
+        return cls(**{**d, "encoder": encoder_from_dict(d["encoder"])})
+
+
+def encoder_from_dict(d: Mapping) -> EncoderEntry:
+    """An EncoderEntry read back from plan.json (its lists as tuples)."""
+    return EncoderEntry(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
+
+
 # ------------------------------------------------------------------------------------------- the plan
 @dataclass
 class Plan:
@@ -260,24 +386,27 @@ class Plan:
     store: str
     journal: str
     threads: int | None
-    demos: list[dict] = field(default_factory=list)
-    distill: list[dict] = field(default_factory=list)
-    embed: list[dict] = field(default_factory=list)
-    train: list[dict] = field(default_factory=list)
+    demos: list[DemoJob] = field(default_factory=list)
+    distill: list[DistillJob] = field(default_factory=list)
+    embed: list[EmbedJob] = field(default_factory=list)
+    train: list[TrainJob] = field(default_factory=list)
     format: int = PLAN_FORMAT
 
-    def stage(self, name: str) -> list[dict]:
+    def stage(self, name: str) -> list[Job]:
         return getattr(self, name)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=1, default=str)
 
     @classmethod
-    def from_json(cls, text: str) -> "Plan":
+    def from_json(cls, text: str) -> Plan:
         data = json.loads(text)
         if data.get("format") != PLAN_FORMAT:
             raise InputError(f"plan format {data.get('format')} is not {PLAN_FORMAT}: re-run `theia-eval sweep`.")
-        return cls(**data)
+        return cls(**{**data, "demos": [DemoJob(**d) for d in data["demos"]],
+                      "distill": [DistillJob(**d) for d in data["distill"]],
+                      "embed": [EmbedJob.from_dict(d) for d in data["embed"]],
+                      "train": [TrainJob.from_dict(d) for d in data["train"]]})
 
 
 STAGES = ("demos", "distill", "embed", "train")
@@ -324,7 +453,7 @@ def build_plan(cfg: DictConfig) -> Plan:
              for h in (e.heads or heads) for s in seeds]
     embeds = embed_jobs(cells, int(cfg.embed_batch))
     return Plan(sweep.name, str(out_dir), str(cfg.store), cfg.store_journal, cfg.get("threads"), demo_jobs,
-                [{"id": s.label, **asdict(s)} for s in students], embeds, cells)
+                [DistillJob.of(s) for s in students], embeds, cells)
 
 
 def task_family(task: str) -> str:
@@ -359,7 +488,7 @@ def check_unique(items: list[str], what: str) -> None:
                          "(give {name, label} entries).")
 
 
-def demo_job(task: str, recipe: Mapping, demos_dir: Path) -> dict:
+def demo_job(task: str, recipe: Mapping, demos_dir: Path) -> DemoJob:
     """Collect (or check) the demos of one task."""
     from theia_eval.envs.demos import demo_path
     from theia_eval.envs.tasks import get_task
@@ -369,12 +498,11 @@ def demo_job(task: str, recipe: Mapping, demos_dir: Path) -> dict:
     if spec.make_expert is None and not path.is_file():
         raise InputError(f"{task} has no scripted expert and {path} does not exist: import its demos first "
                          f"(`theia-eval demos --import PICKLE task={task} out={path}`).")
-    return {"id": task, "task": task, "recipe": dict(recipe), "demos_dir": str(demos_dir), "path": str(path),
-            "collect": spec.make_expert is not None}
+    return DemoJob(task, task, dict(recipe), str(demos_dir), str(path), spec.make_expert is not None)
 
 
 def cell_job(base: DictConfig, enc: EncoderEntry, task: str, head: str, seed: int, kind: str, recipe: Mapping,
-             out_dir: Path, sweep: str) -> dict:
+             out_dir: Path, sweep: str) -> TrainJob:
     """One train cell: its resolved train config, identity hash and protocol label."""
     from theia_eval.envs.tasks import get_task
 
@@ -387,23 +515,21 @@ def cell_job(base: DictConfig, enc: EncoderEntry, task: str, head: str, seed: in
     config_hash = stable_hash(ident, 16)
     cfg["out_dir"] = str(out_dir / "runs" / enc.label.replace("/", "_") / config_hash[:12])
     devs = deviations(cfg, recipe, spec.suite)
-    return {"id": config_hash, "config_hash": config_hash, "label": enc.label, "encoder": asdict(enc),
-            "task": task, "suite": spec.suite, "head": head, "kind": kind, "seed": seed, "config": cfg,
-            "protocol": protocol_label(devs), "deviations": devs, "sweep": sweep}
+    return TrainJob(config_hash, config_hash, enc.label, enc, task, spec.suite, head, kind, seed, cfg,
+                    protocol_label(devs), devs, sweep)
 
 
-def embed_jobs(cells: list[dict], batch: int = 64) -> list[dict]:
+def embed_jobs(cells: list[TrainJob], batch: int = 64) -> list[EmbedJob]:
     """One job per (encoder label, input kind): the caches of all its tasks, built once for every seed/head."""
     from theia_eval.envs.demos import demo_path
     from theia_eval.envs.tasks import get_task
 
-    groups: dict[tuple[str, str], dict] = {}
+    groups: dict[tuple[str, str], EmbedJob] = {}
     for c in cells:
-        cfg = c["config"]
-        job = groups.setdefault((c["label"], c["kind"]), {
-            "id": f"{c['label']}:{c['kind']}", "label": c["label"], "encoder": c["encoder"], "kind": c["kind"],
-            "tasks": [], "demos": [], "cache_dir": cfg["cache_dir"], "device": cfg["device"], "batch": batch})
-        if c["task"] not in job["tasks"]:
-            job["tasks"].append(c["task"])
-            job["demos"].append({"path": str(demo_path(cfg["demos_dir"], get_task(c["task"]))), "split": cfg["split"]})
+        cfg = c.config
+        job = groups.setdefault((c.label, c.kind), EmbedJob(c.group, c.label, c.encoder, c.kind, [], [],
+                                                            cfg["cache_dir"], cfg["device"], batch))
+        if c.task not in job.tasks:
+            job.tasks.append(c.task)
+            job.demos.append(EmbedDemos(str(demo_path(cfg["demos_dir"], get_task(c.task))), cfg["split"]))
     return list(groups.values())

@@ -19,6 +19,7 @@ import argparse
 import datetime as dt
 import json
 import shutil
+from dataclasses import asdict
 from pathlib import Path
 
 from theia_eval.errors import InputError
@@ -87,8 +88,8 @@ def planned_cells(plan: dict, sweep_dir: Path, grid: str = "plan") -> list[dict]
     if grid == "plan":
         return plan["train"]
     full = build_plan(compose("sweep", [f"sweep={plan['name']}", f"out_dir={sweep_dir}"]))
-    known = {c["config_hash"] for c in full.train}
-    return full.train + [c for c in plan["train"] if c["config_hash"] not in known]
+    known = {c.config_hash for c in full.train}
+    return [asdict(c) for c in full.train] + [c for c in plan["train"] if c["config_hash"] not in known]
 
 
 def cell_lines(cells: list[dict], rows) -> list[dict]:
@@ -116,7 +117,8 @@ def cells_markdown(cells: list[dict], name: str) -> str:
              "publish` from results.csv and the plan).", "",
              "| encoder | head | task | seed | best (epoch) | last (epoch) | wall (min) | config hash |",
              "|---|---|---|---|---|---|---|---|"]
-    fmt = lambda e: "-" if e is None else f"{e['score']:.1f} ({e['epoch']})"
+    def fmt(e):
+        return "-" if e is None else f"{e['score']:.1f} ({e['epoch']})"
     for c in cells:
         lines.append(f"| {c['encoder']} | {c['head']} | {c['task']} | {c['seed']} | {fmt(c['best'])} | "
                      f"{fmt(c['last'])} | {c['wall_min'] if c['wall_min'] is not None else '-'} | "
@@ -189,7 +191,7 @@ def check_portable(dest: Path) -> None:
 def publish_sweep(sweep_dir: str | Path, dest: str | Path, claims=None, command: str | None = None,
                   grid: str = "plan") -> dict:
     """Copy a sweep's finished cells and tables into `dest` (see the module doc); returns a summary."""
-    from theia_eval.analysis.commands import write_leaderboard
+    from theia_eval.analysis.outputs import write_leaderboard
     from theia_eval.analysis.store import SCHEMA_VERSION, load_results
 
     sweep_dir, dest = Path(sweep_dir), Path(dest)

@@ -18,7 +18,7 @@ from theia_eval.errors import InputError
 from theia_eval.hashing import weights_hash
 from theia_eval.io import atomic_write_json, read_json
 from theia_eval.provenance import code_version
-from theia_eval.sweeps.plan import Plan, demo_config
+from theia_eval.sweeps.plan import DemoJob, DistillJob, EmbedJob, Job, Plan, TrainJob, demo_config
 
 ROWS_FILE = "rows.json"
 _ENCODER: dict[tuple, object] = {}  # the last encoder this process loaded (cells are encoder-major)
@@ -36,24 +36,24 @@ def cached_encoder(name: str, weights: str | None, device: str):
 
 
 # ------------------------------------------------------------------------------------------- demos
-def demos_complete(job: dict) -> bool:
+def demos_complete(job: DemoJob) -> bool:
     """The task's demo file exists with the requested number of demos and no unmerged parts."""
     from theia_eval.envs.dataset import DemoFile
     from theia_eval.envs.demos import parts_dir
 
-    path = Path(job["path"])
+    path = Path(job.path)
     if not path.is_file() or parts_dir(path).exists():
         return False
     with DemoFile(path) as f:
-        return len(f) >= int(job["recipe"]["num_demos"]) or not job["collect"]
+        return len(f) >= int(job.recipe["num_demos"]) or not job.collect
 
 
-def collect_demos(job: dict, plan: Plan) -> dict:
+def collect_demos(job: DemoJob, plan: Plan) -> dict:
     from theia_eval.envs.demos import collect_task
 
     if demos_complete(job):
         return {"status": "skipped"}
-    report = collect_task(job["task"], job["demos_dir"], demo_config(job["recipe"]))
+    report = collect_task(job.task, job.demos_dir, demo_config(job.recipe))
     return {"status": "done", "demos": report.demos, "new_demos": report.new_demos}
 
 
@@ -64,18 +64,18 @@ def student_done(run_dir: str | Path) -> bool:
     return (run_dir / "export" / "model.safetensors").is_file() and (run_dir / "summary.json").is_file()
 
 
-def distill_student(job: dict, plan: Plan) -> dict:
+def distill_student(job: DistillJob, plan: Plan) -> dict:
     """Render the student's frame set when asked and missing, then distill (resumes) and export."""
     from theia_eval.distill.train import run_distillation
 
-    if student_done(job["run_dir"]):
+    if student_done(job.run_dir):
         return {"status": "skipped"}
-    if job["frames"] is not None:
-        ensure_frameset(job["frames"])
-    cfg = OmegaConf.create(job["config"])
-    summary = run_distillation(cfg, command=f"theia-eval sweep (plan {plan.name}, student {job['label']})")
-    if not student_done(job["run_dir"]):
-        raise InputError(f"distillation of '{job['label']}' ended without an export in {job['run_dir']}/export "
+    if job.frames is not None:
+        ensure_frameset(job.frames)
+    cfg = OmegaConf.create(job.config)
+    summary = run_distillation(cfg, command=f"theia-eval sweep (plan {plan.name}, student {job.label})")
+    if not student_done(job.run_dir):
+        raise InputError(f"distillation of '{job.label}' ended without an export in {job.run_dir}/export "
                          "(train.stop_at set, or export=false?).")
     return {"status": "done", "wall_s": summary.get("wall_s")}
 
@@ -90,32 +90,31 @@ def ensure_frameset(settings: dict) -> None:
 
 
 # ------------------------------------------------------------------------------------------- embed
-def embed_tasks(job: dict, plan: Plan) -> dict:
+def embed_tasks(job: EmbedJob, plan: Plan) -> dict:
     """Build (or open) the embedding cache of every task of one encoder and input kind."""
     from theia_eval.policies.cache import HDF5DemoSource, get_or_build_cache
 
-    enc = job["encoder"]
-    encoder = cached_encoder(enc["name"], enc["weights"], job["device"])
+    encoder = cached_encoder(job.encoder.name, job.encoder.weights, job.device)
     frames = 0
-    for demos in job["demos"]:
-        with HDF5DemoSource(demos["path"], split=demos["split"]) as src:
-            cache = get_or_build_cache(encoder, src, job["cache_dir"], job["kind"], chunk_size=int(job["batch"]),
+    for demos in job.demos:
+        with HDF5DemoSource(demos.path, split=demos.split) as src:
+            cache = get_or_build_cache(encoder, src, job.cache_dir, job.kind, chunk_size=int(job.batch),
                                        progress=False)
         frames += cache.num_frames
     return {"status": "done", "frames": frames}
 
 
 # ------------------------------------------------------------------------------------------- train
-def train_cell(job: dict, plan: Plan) -> dict:
+def train_cell(job: TrainJob, plan: Plan) -> dict:
     """Train and evaluate one cell (resuming its run), then append its best/last rows to the store."""
     from theia_eval.envs.tasks import get_task
-    from theia_eval.policies.commands import run_dir, train_task
+    from theia_eval.policies.runs import run_dir, train_task
 
     store = ResultsStore(plan.store, plan.journal)
-    if store.checkpoints(job["config_hash"]) >= {"best", "last"}:
+    if store.checkpoints(job.config_hash) >= {"best", "last"}:
         return {"status": "skipped"}
-    cfg = OmegaConf.create(job["config"])
-    spec = get_task(job["task"])
+    cfg = OmegaConf.create(job.config)
+    spec = get_task(job.task)
     run = run_dir(cfg, spec)
     rows_file = run / ROWS_FILE
     if not rows_file.is_file():
@@ -138,7 +137,7 @@ def score_interval(info: dict, metric: str, scores: list[float]) -> tuple[float,
     return mean - half, mean + half
 
 
-def checkpoint_row(job: dict, info: dict, epoch: int, checkpoint: str) -> dict:
+def checkpoint_row(job: TrainJob, info: dict, epoch: int, checkpoint: str) -> dict:
     """The score fields of one evaluation."""
     from theia_eval.envs.family import episode_scores
 
@@ -153,15 +152,15 @@ def checkpoint_row(job: dict, info: dict, epoch: int, checkpoint: str) -> dict:
             "ms_per_img": None if per_step is None else float(per_step) / batch}
 
 
-def cell_rows(job: dict, run: Path, metrics: dict, encoder, started: str) -> list[dict]:
+def cell_rows(job: TrainJob, run: Path, metrics: dict, encoder, started: str) -> list[dict]:
     """The store rows (best and last checkpoint) of a finished cell."""
-    common = {"config_hash": job["config_hash"], "sweep": job["sweep"], "encoder": job["label"],
-              "encoder_name": encoder.name, "weights": job["encoder"]["weights"], "weights_id": encoder.weights_id,
-              "weights_hash": weights_hash(encoder.weights_id), "suite": job["suite"], "task": job["task"],
-              "head": job["head"], "head_input": job["kind"], "seed": int(job["seed"]),
+    common = {"config_hash": job.config_hash, "sweep": job.sweep, "encoder": job.label,
+              "encoder_name": encoder.name, "weights": job.encoder.weights, "weights_id": encoder.weights_id,
+              "weights_hash": weights_hash(encoder.weights_id), "suite": job.suite, "task": job.task,
+              "head": job.head, "head_input": job.kind, "seed": int(job.seed),
               "params_m": float(encoder.config.params_m), "gflops": float(encoder.config.gflops),
-              "protocol": job["protocol"], "deviations": "; ".join(job["deviations"]),
-              "device": str(job["config"]["device"]), "run_dir": str(run), "code_version": code_version(),
+              "protocol": job.protocol, "deviations": "; ".join(job.deviations),
+              "device": str(job.config["device"]), "run_dir": str(run), "code_version": code_version(),
               "started_at": started, "finished_at": now()}
     rows = []
     last = metrics["last_checkpoint"]
@@ -172,12 +171,12 @@ def cell_rows(job: dict, run: Path, metrics: dict, encoder, started: str) -> lis
     return rows
 
 
-StageFn = Callable[[dict, Plan], dict]
+StageFn = Callable[[Job, Plan], dict]
 STAGE_JOBS: dict[str, StageFn] = {"demos": collect_demos, "distill": distill_student, "embed": embed_tasks,
                                   "train": train_cell}
 
 
-def run_stage_job(stage: str, job: dict, plan: Plan) -> dict:
+def run_stage_job(stage: str, job: Job, plan: Plan) -> dict:
     """Run one job with timing; threads per plan."""
     if plan.threads:
         import torch
@@ -185,4 +184,4 @@ def run_stage_job(stage: str, job: dict, plan: Plan) -> dict:
         torch.set_num_threads(int(plan.threads))
     t0 = time.perf_counter()
     result = STAGE_JOBS[stage](job, plan)
-    return {**result, "stage": stage, "id": job["id"], "seconds": round(time.perf_counter() - t0, 2)}
+    return {**result, "stage": stage, "id": job.id, "seconds": round(time.perf_counter() - t0, 2)}
