@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import fnmatch
 from collections.abc import Callable
-from functools import lru_cache
+from functools import cache
 
 from theia_eval.envs.family import FAMILIES as SUITE_FAMILIES
 from theia_eval.envs.family import Family, fixed_cameras
@@ -46,7 +46,7 @@ FAMILY_CAMERAS: dict[str, Callable[[TaskSpec, list[str]], list[str]]] = {
     name: f.frame_cameras for name, f in SUITE_FAMILIES.items() if f.frame_cameras}
 
 
-@lru_cache(maxsize=None)
+@cache
 def family_tasks(family: str) -> tuple[TaskSpec, ...]:
     """Every renderable task of a family."""
     if family not in FAMILIES:

@@ -33,7 +33,7 @@ class RunningStats:
     m2: torch.Tensor
 
     @classmethod
-    def empty(cls, dim: int) -> "RunningStats":
+    def empty(cls, dim: int) -> RunningStats:
         return cls(0, torch.zeros(dim, dtype=torch.float64), torch.zeros(dim, dtype=torch.float64))
 
     def update(self, targets: torch.Tensor) -> None:
@@ -46,7 +46,7 @@ class RunningStats:
             mean = x.mean(0)
             self.merge(RunningStats(n, mean, ((x - mean) ** 2).sum(0)))
 
-    def merge(self, other: "RunningStats") -> None:
+    def merge(self, other: RunningStats) -> None:
         if other.count == 0:
             return
         total = self.count + other.count
@@ -66,7 +66,7 @@ class RunningStats:
                 "count": torch.tensor([self.count], dtype=torch.int64)}
 
     @classmethod
-    def from_tensors(cls, t: dict[str, torch.Tensor]) -> "RunningStats":
+    def from_tensors(cls, t: dict[str, torch.Tensor]) -> RunningStats:
         return cls(int(t["count"][0]), t["mean"].to(torch.float64), t["m2"].to(torch.float64))
 
 
