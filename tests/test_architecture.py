@@ -23,8 +23,8 @@ NOT_MODULES = ("assets",)
 DATA_PACKAGES = (f"{PACKAGE.name}.configs",)
 
 # Layers, lowest first: a module may import modules of its own layer and of layers below it, never above.
-# - base: leaf modules every package uses (errors, io, config and schema, provenance and hashing, the
-#   encoder-entry parser shared by sweeps and analysis)
+# - base: leaf modules every package uses (errors, io, config, schema and settings, the registry and verb
+#   helpers, provenance and hashing, the encoder-entry parser shared by sweeps and analysis)
 # - encoders: the frozen-encoder registry; envs: simulated suites, rendering, demos (envs needs no encoder)
 # - policies: heads trained on encoders and evaluated in envs
 # - distill: Theia students (teachers are encoders; frame sets are rendered from envs)
@@ -33,7 +33,8 @@ DATA_PACKAGES = (f"{PACKAGE.name}.configs",)
 # - sweeps: plans and runs grids over all of the above, appends to the analysis store, publishes
 # - quickstart, cli and the `theia_eval` package facade (lazy re-export of the encoder API): the top
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("errors", "io", "schema", "config", "version", "provenance", "hashing", "encoder_entry"),
+    ("errors", "io", "schema", "config", "version", "provenance", "hashing", "encoder_entry", "registry", "settings",
+     "verbs"),
     ("encoders",),
     ("envs",),
     ("policies",),

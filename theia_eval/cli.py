@@ -34,6 +34,7 @@ VERBS: dict[str, tuple[str, str]] = {
     "sweep": ("theia_eval.sweeps.commands:sweep", "run a grid of encoders x tasks x heads x seeds (+ students), resumably"),
     "leaderboard": ("theia_eval.analysis.commands:leaderboard", "leaderboard tables, plot and HTML from the results store"),
     "publish": ("theia_eval.sweeps.publish:run", "copy a sweep's finished cells and tables into a portable folder to commit"),
+    "ablation": ("theia_eval.analysis.commands:ablation", "which teachers matter: the teacher-combination table of a sweep"),
     "entropy": ("theia_eval.analysis.commands:entropy", "feature-norm entropy per encoder and its correlation with success"),
 }
 

@@ -148,8 +148,8 @@ def any_of(*rules: Rule, null: str | None = None) -> Rule:
     return Rule("any_of", items=rules, null=null)
 
 
-def mapping() -> Rule:
-    return Rule("dict")
+def mapping(null: str | None = None) -> Rule:
+    return Rule("dict", null=null)
 
 
 SEED = integer(0, note="a seed")
@@ -235,9 +235,17 @@ SCHEMAS: dict[str, dict[str, Rule]] = {
         "students_dir": output_dir(), "device": text(), "threads": THREADS, "embed_batch": count(),
         "leaderboard": flag(),
     },
+    "ablation": {
+        "sweep_dir": input_path(null="none given: the command asks for one", note="a sweep's out_dir"),
+        "store": input_path(null="the sweep's own store"), "head": text(), "checkpoint": choice("best", "last"),
+        "out_dir": output_dir(null="<sweep_dir>/ablation"), "uncertainty.resamples": count(100),
+        "uncertainty.seed": SEED, "uncertainty.resample": list_of(choice("tasks", "seeds", "episodes")),
+    },
     "leaderboard": {
-        "results": input_path(null="none given: the command asks for one", note="the results store of a sweep"), "out_dir": output_dir(null="<results folder>/leaderboard"),
-        "sweep": text(null="all sweeps"), "mujoco_suites": list_of(text()),
+        "results": any_of(input_path(note="the results store of a sweep"), list_of(input_path()),
+                          null="none given: the command asks for one"),
+        "out_dir": output_dir(null="<results folder>/leaderboard"),
+        "sweep": text(null="all sweeps"), "pools": mapping(null="none"), "mujoco_suites": list_of(text()),
         "export": choice("parquet", "csv", null="no export"), "claims": any_of(text(), list_of(), null="none"),
         "runs_root": input_path(null="where the store says"), "uncertainty.resamples": count(),
         "uncertainty.seed": SEED, "uncertainty.resample": list_of(choice("tasks", "seeds", "episodes")),

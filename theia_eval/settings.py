@@ -287,9 +287,10 @@ class LeaderboardUncertaintySection:
 class LeaderboardConfig:
     """`theia-eval leaderboard`: tables, plot and HTML from a results store."""
 
-    results: str | None = setting(None, 'the store (.sqlite) written by `theia-eval sweep`, or its .parquet/.csv export')
-    out_dir: str | None = setting(None, 'null = <folder of results>/leaderboard')
+    results: str | list | None = setting(None, 'the store (.sqlite) written by `theia-eval sweep`, or its .parquet/.csv export; or a list of them, read together')
+    out_dir: str | None = setting(None, 'null = <folder of results>/leaderboard (required with several results files)')
     sweep: str | None = setting(None, 'only the rows of this sweep (null = all)')
+    pools: dict | None = setting(None, "sweeps reported as one section, e.g. {study: [offline-study-metaworld, offline-study-dmc-adroit]} (a study run as one sweep per suite family: its MuJoCo-subset score spans them)")
     mujoco_suites: list[str] = setting(['metaworld', 'dmc', 'adroit'], 'the MuJoCo-subset score is the mean of these suites')
     export: str = setting('parquet', 'also write results.parquet (or csv) next to the tables; null = no export')
     claims: str | list | None = setting(None, 'claims to test (docs/analysis.md "Claims"): a name in configs/claim_sets/, a YAML file, or a list')
@@ -297,6 +298,18 @@ class LeaderboardConfig:
     uncertainty: LeaderboardUncertaintySection = section(LeaderboardUncertaintySection, 'intervals (the same seed gives the same numbers)')
 
 
+
+
+@dataclass
+class AblationConfig:
+    """`theia-eval ablation`: the teacher-combination table of a sweep with students."""
+
+    sweep_dir: str | None = setting(None, "a `theia-eval sweep` out_dir whose plan.json has students (one per teacher subset)")
+    store: str | None = setting(None, "null = the sweep's own store (plan.json's store)")
+    head: str = setting('conv', 'the policy head whose scores are tabled')
+    checkpoint: str = setting('best', 'best (the protocol number) | last')
+    out_dir: str | None = setting(None, 'null = <sweep_dir>/ablation')
+    uncertainty: LeaderboardUncertaintySection = section(LeaderboardUncertaintySection, 'intervals (the same seed gives the same numbers)')
 
 
 @dataclass
@@ -428,6 +441,10 @@ class VerbConfig:
 
 
 VERB_CONFIGS: dict[str, VerbConfig] = {v.name: v for v in (
+    VerbConfig('ablation', AblationConfig, header=(
+        'theia-eval ablation sweep_dir=DIR: which teachers matter? Held-out cosine per teacher and policy score, with intervals,',
+        'for each student of a sweep distilled from a subset of the teachers (docs/analysis.md "Teacher-combination ablation").',
+    )),
     VerbConfig('decode', DecodeConfig, column=24, header=(
         "theia-eval decode: a student's predicted teacher features back to teacher outputs, as PNG panels (mp4 for videos).",
         '  theia-eval decode model=theia-offline media=frame.png out=decoded/',

@@ -100,3 +100,17 @@ def test_report_from_a_sweep_dir_computes_each_fit_once(tmp_path):
     (tmp_path / "students" / "abl-e" / "export" / "model.safetensors").write_bytes(b"retrained")
     ablation_report(sweep, resampling=R, fit_fn=fake_fit)
     assert calls[-1] == "abl-e" and len(calls) == 4  # new weights: that student's fit is recomputed
+
+
+def test_command_line_errors_exit_2_and_write_nothing(tmp_path, capsys):
+    from theia_eval.cli import main
+
+    assert main(["ablation"]) == 2 and "pass sweep_dir=DIR" in capsys.readouterr().err
+    empty = tmp_path / "sweep"
+    empty.mkdir()
+    assert main(["ablation", f"sweep_dir={empty}"]) == 2 and "has no plan.json" in capsys.readouterr().err
+    (empty / "plan.json").write_text(json.dumps({"distill": []}))
+    assert main(["ablation", f"sweep_dir={empty}", "checkpoint=final"]) == 2
+    assert "checkpoint" in capsys.readouterr().err
+    assert main(["ablation", f"sweep_dir={empty}"]) == 2 and "has 0 student(s)" in capsys.readouterr().err
+    assert sorted(p.name for p in empty.iterdir()) == ["plan.json"]

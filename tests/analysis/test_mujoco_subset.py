@@ -59,3 +59,28 @@ def test_pools_are_checked(tmp_path):
         sections(df, {"study": ["mw", "nope"]})
     with pytest.raises(InputError, match="'mw' is in two pools"):
         sections(df, {"a": ["mw", "da"], "b": ["mw", "da"]})
+
+
+def test_two_stores_read_together_from_the_command_line(tmp_path, capsys):
+    from theia_eval.analysis.store import ResultsStore, load_results
+    from theia_eval.cli import main
+
+    rows = study_rows(tmp_path)
+    a, b = tmp_path / "mw" / "results.sqlite", tmp_path / "da" / "results.sqlite"
+    ResultsStore(a).append([r for r in rows if r["sweep"] == "mw"])
+    ResultsStore(b).append([r for r in rows if r["sweep"] == "da"] + [rows[0]])  # one cell in both stores
+    out = tmp_path / "lb"
+    assert main(["leaderboard", f"results=[{a},{b}]", "pools={study: [mw, da]}", f"out_dir={out}"]) == 0
+    md = (out / "leaderboard.md").read_text()
+    assert "pooled as study" in md and "enc-b + conv lacks dmc, adroit" in md and "MuJoCo subset" in md
+    assert "| enc-a | conv (spatial) | 1.00 | 2.00 | 3.0 |" in md and "| 46.7 [" in md and md.count("## Reduced protocol") == 1
+    merged = load_results(out / "results.parquet")
+    assert len(merged) == len(rows) + 1  # the export keeps both copies; the tables count the cell once
+    assert "1 row(s) found in more than one results file, counted once" in md and "superseded" not in md
+    # bad inputs: nothing written
+    bad = tmp_path / "bad"
+    for args, text in ((["results=[" + str(a) + "]", "pools={study: [mw, nope]}"], "sweep 'nope'"),
+                       ([f"results=[{a},{tmp_path / 'missing.sqlite'}]"], "do not exist"),
+                       ([f"results=[{a},{a}]"], "names a file twice")):
+        assert main(["leaderboard", *args, f"out_dir={bad}"]) == 2
+        assert text in capsys.readouterr().err and not bad.exists()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
@@ -22,7 +23,7 @@ from theia_eval.analysis.leaderboard import MUJOCO_SUITES, Section, build_leader
 from theia_eval.analysis.report import (CHECKPOINT_NOTE, HtmlPage, deviation_text, empty_message,
                                         leaderboard_html, parts_markdown, score_points, section_parts)
 from theia_eval.analysis.uncertainty import Resampling
-from theia_eval.analysis.store import load_results, now
+from theia_eval.analysis.store import load_many, load_results, now, result_paths
 from theia_eval.analysis.tables import to_csv
 from theia_eval.errors import InputError
 from theia_eval.io import atomic_write_json, atomic_write_text
@@ -58,23 +59,28 @@ def resampling_from(spec) -> Resampling:
                       tuple(spec.get("resample", d.levels)))
 
 
-def leaderboard_data(results: str | Path, sweep_name: str | None = None, mujoco: tuple[str, ...] = MUJOCO_SUITES,
-                     resampling: Resampling | None = None,
-                     runs_root: str | Path | None = None) -> tuple[list[Section], dict]:
-    """Sections of the leaderboard of a results file (optionally one sweep's rows) and provenance.
+def leaderboard_data(results, sweep_name: str | None = None, mujoco: tuple[str, ...] = MUJOCO_SUITES,
+                     resampling: Resampling | None = None, runs_root: str | Path | None = None,
+                     pools: Mapping[str, Sequence[str]] | None = None) -> tuple[list[Section], dict]:
+    """Sections of the leaderboard of one results file or several read together (optionally one sweep's rows;
+    `pools` joins sweeps into one section, see leaderboard.sections) and provenance.
 
-    Per-episode outcomes are read from each row's run directory, looked for as stored, then under the folder
-    of the results file and under runs_root (see episodes.find_eval_file).
+    Per-episode outcomes are read from each row's run directory, looked for as stored, then under the folders
+    of the results files and under runs_root (see episodes.find_eval_file).
     """
     from theia_eval.provenance import code_version
 
-    df = load_results(results)
+    paths = result_paths(results)
+    df = load_many(paths)
+    before = len(df)
+    df = df.drop_duplicates(["config_hash", "checkpoint", "recorded_at"])  # one cell found in two stores
+    shared = before - len(df)
     if sweep_name:
         df = df[df["sweep"] == sweep_name]
-    roots = [Path(results).parent] + ([Path(runs_root)] if runs_root else [])
-    sections, dropped = build_leaderboard(df, tuple(mujoco), resampling=resampling, roots=roots)
-    meta = {"results": str(results), "rows": len(df), "dropped": dropped, "generated": now(),
-            "code_version": code_version()}
+    roots = [p.parent for p in paths] + ([Path(runs_root)] if runs_root else [])
+    sections, dropped = build_leaderboard(df, tuple(mujoco), resampling=resampling, roots=roots, pools=pools)
+    meta = {"results": ", ".join(map(str, paths)), "rows": len(df), "dropped": dropped, "generated": now(),
+            "code_version": code_version(), "shared": shared}
     return sections, meta
 
 
@@ -98,6 +104,8 @@ def leaderboard_plots(sections: list[Section], out_dir: Path) -> dict[str, Path]
 def leaderboard_markdown(sections: list[Section], meta: dict, claims: dict | None = None) -> str:
     lines = ["# Leaderboard", "", f"Results: `{meta['results']}` ({meta['rows']} rows), generated {meta['generated']} "
              f"by theia-eval {meta['code_version']}.", ""]
+    if meta.get("shared"):
+        lines += [f"{meta['shared']} row(s) found in more than one results file, counted once.", ""]
     if meta.get("dropped"):
         lines += [f"{meta['dropped']} superseded row(s) left out (newest kept).", ""]
     for sec in sections:
@@ -109,22 +117,27 @@ def leaderboard_markdown(sections: list[Section], meta: dict, claims: dict | Non
     return "\n".join(lines)
 
 
-def write_settings(out_dir: Path, resampling: Resampling, runs_root: str | Path | None) -> None:
-    """leaderboard.json: how the leaderboard drew its intervals, so report.html (rewritten by `entropy`) agrees."""
+def write_settings(out_dir: Path, resampling: Resampling, runs_root: str | Path | None,
+                   pools: Mapping[str, Sequence[str]] | None = None) -> None:
+    """leaderboard.json: how the leaderboard drew its intervals and pooled sweeps, so report.html (rewritten by
+    `entropy`) agrees."""
     atomic_write_json(out_dir / SETTINGS_JSON, {"resamples": resampling.resamples, "seed": resampling.seed,
                                                 "resample": list(resampling.levels),
-                                                "runs_root": str(runs_root) if runs_root else None})
+                                                "runs_root": str(runs_root) if runs_root else None,
+                                                "pools": {k: list(v) for k, v in (pools or {}).items()} or None})
 
 
-def read_settings(out_dir: Path) -> tuple[Resampling, str | None]:
+def read_settings(out_dir: Path) -> tuple[Resampling, str | None, dict | None]:
     data = read_json(Path(out_dir) / SETTINGS_JSON)
     runs_root = data.pop("runs_root", None)
-    return resampling_from(data or None), runs_root
+    pools = data.pop("pools", None)
+    return resampling_from(data or None), runs_root, pools
 
 
-def write_leaderboard(results: str | Path, out_dir: str | Path, sweep_name: str | None = None,
+def write_leaderboard(results, out_dir: str | Path, sweep_name: str | None = None,
                       mujoco: tuple[str, ...] = MUJOCO_SUITES, export: str | None = "parquet", claims=None,
-                      uncertainty=None, runs_root: str | Path | None = None) -> dict[str, Path]:
+                      uncertainty=None, runs_root: str | Path | None = None,
+                      pools: Mapping[str, Sequence[str]] | None = None) -> dict[str, Path]:
     """Write leaderboard.md/.csv/.html (+ plots, + the results export, + claims.json/.csv); returns the paths.
 
     claims: a name in configs/claim_sets/, a YAML file or a list (claims.load_claims); uncertainty: the
@@ -133,14 +146,14 @@ def write_leaderboard(results: str | Path, out_dir: str | Path, sweep_name: str 
     out_dir = Path(out_dir)
     resampling = resampling_from(uncertainty)
     claim_list = load_claims(claims)  # bad claims, like a bad results file, fail before any write
-    sections, meta = leaderboard_data(results, sweep_name, mujoco, resampling, runs_root)
+    sections, meta = leaderboard_data(results, sweep_name, mujoco, resampling, runs_root, pools)
     out_dir.mkdir(parents=True, exist_ok=True)
-    write_settings(out_dir, resampling, runs_root)
+    write_settings(out_dir, resampling, runs_root, pools)
     paths = {"md": out_dir / "leaderboard.md", "csv": out_dir / "leaderboard.csv",
              "html": out_dir / "leaderboard.html", "report": out_dir / REPORT}
     claims_data = write_claims(out_dir, claim_list, sections, meta, paths)
     if not sections:
-        msg = empty_message(str(results))
+        msg = empty_message(meta["results"])
         atomic_write_text(paths["md"], f"# Leaderboard\n\n{msg}\n")
         atomic_write_text(paths["csv"], "")
         page = HtmlPage("theia-eval leaderboard")
@@ -156,10 +169,11 @@ def write_leaderboard(results: str | Path, out_dir: str | Path, sweep_name: str 
     if claims_data:
         claims_html(page, claims_data)
     atomic_write_text(paths["html"], page.render())
-    if export and Path(results).suffix not in (".parquet", ".csv"):
-        from theia_eval.analysis.store import ResultsStore
+    stores = result_paths(results)
+    if export and (len(stores) > 1 or stores[0].suffix not in (".parquet", ".csv")):
+        from theia_eval.analysis.store import export_frame
 
-        paths["export"] = ResultsStore(results, create=False).export(out_dir / f"results.{export}")
+        paths["export"] = export_frame(load_many(stores), out_dir / f"results.{export}")
     write_report(out_dir, results, sweep_name, mujoco, (sections, meta))
     return {**paths, **{f"plot:{k}": v for k, v in figs.items()}}
 
@@ -332,17 +346,17 @@ def write_report(out_dir: Path, results: str | Path | None, sweep_name: str | No
 
     out_dir = Path(out_dir)
     page = HtmlPage("theia-eval report")
-    if results and Path(results).is_file():
+    if results and all(p.is_file() for p in result_paths(results)):
         if built is None:
-            resampling, runs_root = read_settings(out_dir)
-            built = leaderboard_data(results, sweep_name, mujoco, resampling, runs_root)
+            resampling, runs_root, pools = read_settings(out_dir)
+            built = leaderboard_data(results, sweep_name, mujoco, resampling, runs_root, pools)
         sections, meta = built
         page.heading("Leaderboard")
         if sections:
             figs = {s.title: plot_path(out_dir, i) for i, s in enumerate(sections) if plot_path(out_dir, i).is_file()}
             leaderboard_html(page, sections, figs, meta)
         else:
-            page.paragraph(empty_message(str(results)), "warn")
+            page.paragraph(empty_message(meta["results"]), "warn")
     claims = read_json(out_dir / CLAIMS_JSON)
     if claims and claims.get("format") == CLAIMS_FORMAT:
         claims_html(page, claims)

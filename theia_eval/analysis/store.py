@@ -203,17 +203,22 @@ class ResultsStore:
 
     def export(self, path: str | Path) -> Path:
         """Write the table as .parquet or .csv (atomically); the schema version goes in a column."""
-        path = Path(path)
-        df = self.frame()
-        df.insert(0, "schema_version", SCHEMA_VERSION)
-        writers = {".parquet": lambda p: df.to_parquet(p, index=False), ".csv": lambda p: df.to_csv(p, index=False)}
-        if path.suffix not in writers:
-            raise InputError(f"export to .parquet or .csv, got '{path.suffix}'.")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        writers[path.suffix](tmp)
-        os.replace(tmp, path)
-        return path
+        return export_frame(self.frame(), path)
+
+
+def export_frame(df, path: str | Path) -> Path:
+    """Write result rows as .parquet or .csv (atomically), the schema version in a column: what load_results reads."""
+    path = Path(path)
+    df = df.drop(columns=["schema_version"], errors="ignore")
+    df.insert(0, "schema_version", SCHEMA_VERSION)
+    writers = {".parquet": lambda p: df.to_parquet(p, index=False), ".csv": lambda p: df.to_csv(p, index=False)}
+    if path.suffix not in writers:
+        raise InputError(f"export to .parquet or .csv, got '{path.suffix}'.")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    writers[path.suffix](tmp)
+    os.replace(tmp, path)
+    return path
 
 
 class _Closing:
@@ -257,6 +262,26 @@ def load_results(path: str | Path):
         df = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
         return check_export(df, path)
     return ResultsStore(path, create=False).frame()
+
+
+def result_paths(results) -> list[Path]:
+    """`results=` as a list of paths: one path, or a list of them (several stores read together)."""
+    items = [results] if isinstance(results, (str, Path)) else list(results or [])
+    if not items:
+        raise InputError("pass results=PATH (a results store) or results=[PATH, PATH, ...] (several, read together).")
+    paths = [Path(str(p)) for p in items]
+    if len(set(paths)) < len(paths):
+        raise InputError(f"results names a file twice: {[str(p) for p in paths]}.")
+    return paths
+
+
+def load_many(results):
+    """The rows of one or several results files together (the same cell in two stores is one row after the
+    leaderboard's de-duplication, which keeps the newest)."""
+    import pandas as pd
+
+    frames = [load_results(p) for p in result_paths(results)]
+    return frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
 
 
 def check_export(df, path: Path):
