@@ -12,6 +12,7 @@ from torch import nn
 
 from theia_eval.distill.samples import Batch
 from theia_eval.errors import InputError
+from theia_eval.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -69,16 +70,13 @@ class Teacher(nn.Module, abc.ABC):
 
 
 TeacherBuilder = Callable[[TeacherSpec, torch.device, str], Teacher]
-TEACHERS: dict[str, TeacherBuilder] = {}
+TEACHERS: Registry[TeacherBuilder] = Registry("teacher")
 
 
 def register_teacher(name: str) -> Callable[[TeacherBuilder], TeacherBuilder]:
     """Register a teacher that is not a registry encoder (e.g. one that reads simulator extras)."""
 
     def wrap(builder: TeacherBuilder) -> TeacherBuilder:
-        if name in TEACHERS:
-            raise ValueError(f"teacher '{name}' is registered twice")
-        TEACHERS[name] = builder
-        return builder
+        return TEACHERS.add(name, builder)
 
     return wrap

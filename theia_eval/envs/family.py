@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from theia_eval.envs.tasks import SuiteSpec, TaskSpec, get_suite, register_suite, register_task
-from theia_eval.errors import InputError, unknown_name
+from theia_eval.errors import InputError
+from theia_eval.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -54,13 +55,18 @@ def first_cameras(count: int) -> Callable[[TaskSpec, list[str]], list[str]]:
     return lambda task, available: available[:count]
 
 
-FAMILIES: dict[str, Family] = {}
+FAMILIES: Registry[Family] = Registry("suite family")
 
 
 def register_family(family: Family) -> Family:
-    """Register a family with its tasks and suites (every name must be new)."""
-    if family.name in FAMILIES:
-        raise InputError(f"suite family '{family.name}' is already registered")
+    """Register a family with its tasks and suites (every name must be new; nothing is registered when one is
+    taken)."""
+    from theia_eval.envs.tasks import SUITES, TASKS
+
+    for registry, name in ((FAMILIES, family.name), *((TASKS, t.name) for t in family.tasks),
+                           *((SUITES, s.name) for s in family.suites)):
+        if name in registry:
+            registry.add(name, None)  # raises the registry's duplicate-name error before anything is added
     wrong = [t.name for t in family.tasks if t.suite != family.name]
     if wrong:
         raise InputError(f"tasks {wrong} of family '{family.name}' must have suite='{family.name}'")
@@ -71,15 +77,12 @@ def register_family(family: Family) -> Family:
         register_task(task)
     for suite in family.suites:
         register_suite(suite)
-    FAMILIES[family.name] = family
-    return family
+    return FAMILIES.add(family.name, family)
 
 
 def get_family(name: str) -> Family:
     """Look up a family by name; unknown names suggest close ones."""
-    if name not in FAMILIES:
-        raise unknown_name("suite family", name, FAMILIES)
-    return FAMILIES[name]
+    return FAMILIES.get_entry(name)
 
 
 def list_families() -> list[str]:

@@ -18,7 +18,8 @@ from typing import Protocol
 
 import numpy as np
 
-from theia_eval.errors import InputError, unknown_name
+from theia_eval.errors import InputError
+from theia_eval.registry import Registry
 
 
 class Simulator(Protocol):
@@ -80,42 +81,34 @@ class SuiteSpec:
     description: str = ""
 
 
-TASKS: dict[str, TaskSpec] = {}
-SUITES: dict[str, SuiteSpec] = {}
+TASKS: Registry[TaskSpec] = Registry("task")
+SUITES: Registry[SuiteSpec] = Registry("suite")
 
 
 def register_task(spec: TaskSpec) -> TaskSpec:
     """Add a task (name must be new)."""
-    if spec.name in TASKS:
-        raise InputError(f"task '{spec.name}' is already registered")
-    TASKS[spec.name] = spec
-    return spec
+    return TASKS.add(spec.name, spec)
 
 
 def register_suite(suite: SuiteSpec) -> SuiteSpec:
     """Add a suite whose tasks are all registered already."""
     if suite.name in SUITES:
-        raise InputError(f"suite '{suite.name}' is already registered")
+        SUITES.add(suite.name, suite)  # raises the registry's duplicate-name error
     for name in suite.tasks:
         get_task(name)
-    SUITES[suite.name] = suite
-    return suite
+    return SUITES.add(suite.name, suite)
 
 
 def get_task(name: str | TaskSpec) -> TaskSpec:
     """Look up a task by name (a TaskSpec passes through); unknown names suggest close ones."""
     if isinstance(name, TaskSpec):
         return name
-    if name not in TASKS:
-        raise unknown_name("task", name, TASKS)
-    return TASKS[name]
+    return TASKS.get_entry(name)
 
 
 def get_suite(name: str) -> SuiteSpec:
     """Look up a suite by name; unknown names suggest close ones."""
-    if name not in SUITES:
-        raise unknown_name("suite", name, SUITES)
-    return SUITES[name]
+    return SUITES.get_entry(name)
 
 
 def list_tasks(pattern: str = "*") -> list[str]:
