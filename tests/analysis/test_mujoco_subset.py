@@ -80,7 +80,7 @@ def test_two_stores_read_together_from_the_command_line(tmp_path, capsys):
     # bad inputs: nothing written
     bad = tmp_path / "bad"
     for args, text in ((["results=[" + str(a) + "]", "pools={study: [mw, nope]}"], "sweep 'nope'"),
-                       ([f"results=[{a},{tmp_path / 'missing.sqlite'}]"], "do not exist"),
+                       ([f"results=[{a},{tmp_path / 'missing.sqlite'}]"], "does not exist"),
                        ([f"results=[{a},{a}]"], "names a file twice")):
         assert main(["leaderboard", *args, f"out_dir={bad}"]) == 2
         assert text in capsys.readouterr().err and not bad.exists()
