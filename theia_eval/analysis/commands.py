@@ -24,8 +24,8 @@ def leaderboard(argv: list[str]) -> int:
         raise InputError("with several results files, name where the leaderboard goes: out_dir=DIR.")
     missing = [str(p) for p in results if not p.is_file()]
     if missing:
-        raise InputError(f"results file {', '.join(missing)} does not exist: run `theia-eval sweep sweep=NAME` first, "
-                         "or fix results=.")
+        raise InputError(f"results={', '.join(missing)} does not exist: run `theia-eval sweep sweep=NAME` first, or "
+                         "pass the results store it wrote.")
     pools = OmegaConf.to_object(cfg.pools) if OmegaConf.is_config(cfg.pools) else cfg.pools
     out_dir = Path(cfg.out_dir) if cfg.out_dir else results[0].parent / "leaderboard"
     paths = write_leaderboard(results if len(results) > 1 else results[0], out_dir, cfg.sweep,
