@@ -78,6 +78,11 @@ def test_bundle_writes_a_small_float16_asset_with_the_fit_table(frameset, tmp_pa
     assert by_suite["teachers"]["sim-depth"]["cos"] == pytest.approx(
         json.loads((run / "summary.json").read_text())["val"]["sim-depth"]["cos"], abs=1e-4)  # float32 both
     assert "| tiny-student (this one) | metaworld | 16 |" in card
+    from theia_eval.distill.heldout import heldout_fit  # the ablation table's per-image fits (analysis/ablation.py)
+
+    fit = heldout_fit(str(run), run, per_image=True)
+    assert {t: len(v) for t, v in fit["cos_per_image"].items()} == {t: 16 for t in fit["teachers"]}
+    assert all(np.mean(v) == pytest.approx(fit["teachers"][t]["cos"]) for t, v in fit["cos_per_image"].items())
     images = torch.randint(0, 256, (1, 3, 224, 224), dtype=torch.uint8)
     half = create_encoder("theia", weights=str(asset))(images).tokens
     full = create_encoder("theia", weights=str(run))(images).tokens
