@@ -233,3 +233,34 @@ def test_cli_lists_and_collects_dmc(tmp_path, capsys):
             "resolution=48", "crop=null", "workers=0", "progress=false"]
     assert main(args) == 0
     assert "dmc/reacher-easy: 1 demos (1 new, 0 failed seeds)" in capsys.readouterr().out
+
+
+def test_replanning_every_k_calls_plans_k_times_less_and_plays_the_plan_between():
+    from theia_eval.envs.mpc import MPCConfig
+
+    spec = get_task("dmc/finger-spin")
+    sim = spec.make_sim(spec, horizon=spec.horizon)
+    every = {k: make_expert(facts(spec), samples=8, horizon=4, replan_every=k) for k in (1, 2)}
+    scored = {k: 0 for k in every}
+    for k, expert in every.items():
+        inner = expert.mpc.scores
+
+        def counting(state, plans, k=k, inner=inner):
+            scored[k] += 1
+            return inner(state, plans)
+
+        expert.mpc.scores = counting
+    state = sim.reset(3)
+    actions = {k: [] for k in every}
+    for _ in range(6):
+        for k, expert in every.items():
+            actions[k].append(expert.get_action(state))
+        state, _, _ = sim.step(actions[1][-1])
+    sim.close()
+    assert scored == {1: 6, 2: 3}  # one planning round (iterations=1) per planning call
+    assert np.array_equal(actions[1][0], actions[2][0])  # both plan on the first call of the episode
+    assert not np.array_equal(actions[1][1], actions[2][1])  # k=2 plays its plan's second knot, unrefined
+    with pytest.raises(InputError, match="replan_every"):
+        MPCConfig(replan_every=0)
+    with pytest.raises(InputError, match="must not exceed the plan's horizon"):
+        MPCConfig(horizon=3, replan_every=4)

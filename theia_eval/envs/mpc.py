@@ -36,10 +36,15 @@ class MPCConfig:
     noise_hold: int = 1  # consecutive knots sharing one noise draw (smoother, fewer dimensions)
     seed: int = 0
     threads: int = 1  # native rollout threads (1: the calling thread; demo workers are processes)
+    replan_every: int = 1  # plan on every k-th call; the calls between play the plan's next knots (k x cheaper)
 
     def __post_init__(self) -> None:
-        if min(self.horizon, self.iterations, self.threads, self.noise_hold) < 1 or self.samples < 2:
-            raise InputError(f"MPC needs samples >= 2, horizon, iterations and threads >= 1: {self}")
+        if min(self.horizon, self.iterations, self.threads, self.noise_hold, self.replan_every) < 1 \
+                or self.samples < 2:
+            raise InputError(f"MPC needs samples >= 2, horizon, iterations, threads and replan_every >= 1: {self}")
+        if self.replan_every > self.horizon:
+            raise InputError(f"MPC replan_every ({self.replan_every}) must not exceed the plan's horizon "
+                             f"({self.horizon} knots): the calls between plans play the plan's knots: {self}")
         if self.noise <= 0 or self.temperature <= 0:
             raise InputError(f"MPC noise and temperature must be positive: {self}")
 
@@ -66,6 +71,7 @@ class SamplingMPC:
         """Forget the plan (start of an episode) and reseed the sampler."""
         self.rng = np.random.default_rng(self.cfg.seed)
         self.plan = np.tile(self.center, (self.cfg.horizon, 1))
+        self.calls = 0
 
     def candidates(self) -> np.ndarray:
         """(samples, horizon, nu) plans: the nominal one, then Gaussian perturbations, clipped."""
@@ -99,11 +105,14 @@ class SamplingMPC:
         self.plan = np.tensordot(weights / weights.sum(), plans, axes=1)
 
     def act(self, state: np.ndarray) -> np.ndarray:
-        """Plan from `state` (a FULLPHYSICS vector) and return the first action; shift the plan."""
+        """Plan from `state` (a FULLPHYSICS vector) on every `replan_every`-th call (the first of an episode
+        included) and return the plan's first action; shift the plan."""
         state = np.asarray(state, dtype=np.float64)
-        for _ in range(self.cfg.iterations):
-            plans = self.candidates()
-            self.update(plans, self.scores(state, plans))
+        if self.calls % self.cfg.replan_every == 0:
+            for _ in range(self.cfg.iterations):
+                plans = self.candidates()
+                self.update(plans, self.scores(state, plans))
+        self.calls += 1
         action = self.plan[0].copy()
         self.plan = np.concatenate([self.plan[1:], self.plan[-1:]])
         return action
