@@ -1,7 +1,10 @@
 """DMC tasks: registry facts, seeding, action repeat, the success/score rules, experts, demos, CLI."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
+
 import pytest
 
 from theia_eval.cli import main
@@ -223,6 +226,26 @@ def test_collect_one_reacher_demo_full_length(tmp_path):
         assert demo.rewards.sum() >= 900 and demo.success[-1] and not demo.success[:-1].any()
         assert demo.frames(0, 2).shape == (2, 56, 56, 3) and demo.proprio.shape == (250, 0)
         assert demos.meta.camera == "fixed" and demos.meta.suite == "dmc"
+        assert demos.meta.source == "privileged expert: inverse kinematics + PD (kp 4.0, kd 0.4)"
+
+
+def test_demos_of_other_expert_settings_are_refused(tmp_path, monkeypatch):
+    from dataclasses import dataclass
+
+    import theia_eval.envs.dmc.expert as dmc_expert
+
+    cfg = DemoConfig(num_demos=1, workers=0, render=SMALL, progress=False, valid_fraction=0.0)
+    (report,) = collect(["dmc/reacher-easy"], tmp_path, cfg)
+    before = report.path.read_bytes()
+
+    @dataclass(frozen=True)
+    class Retuned(dmc_expert.ReacherGains):
+        kp: float = 5.0
+
+    monkeypatch.setattr(dmc_expert, "ReacherGains", Retuned)
+    with pytest.raises(InputError, match="other settings.*source.*kp 4.0.*kp 5.0"):
+        collect(["dmc/reacher-easy"], tmp_path, replace(cfg, num_demos=2))
+    assert report.path.read_bytes() == before  # nothing added to, or removed from, the file
 
 
 def test_cli_lists_and_collects_dmc(tmp_path, capsys):

@@ -193,9 +193,10 @@ def parts_dir(path: Path) -> Path:
 
 def recipe_meta(task: TaskSpec, cfg: DemoConfig) -> DatasetMeta:
     """The metadata every demo of this collection carries (seeds filled in at merge)."""
+    source = {} if task.expert_source is None else {"source": task.expert_source(task)}
     return DatasetMeta(task=task.name, suite=task.suite, camera=cfg.camera or task.camera,
                        render=cfg.render, horizon=int(cfg.horizon or task.horizon),
-                       post_success_steps=cfg.post_success_steps, base_seed=int(cfg.base_seed))
+                       post_success_steps=cfg.post_success_steps, base_seed=int(cfg.base_seed), **source)
 
 
 @dataclass

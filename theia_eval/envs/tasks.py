@@ -68,6 +68,9 @@ class TaskSpec:
     upstream_id: str = ""  # the family's own id (e.g. "assembly-v3")
     description: str = ""
     action_bound: float = 1.0  # every simulator here executes actions clipped to [-bound, bound]
+    # what made the demos (stored in each demo file; a file of another expert setting is refused): None =
+    # "scripted-expert" (code-only experts); tunable experts (the DMC and Adroit planners) name their settings
+    expert_source: Callable[[TaskSpec], str] | None = None
 
 
 @dataclass(frozen=True)

@@ -142,3 +142,14 @@ def make_expert(task: AdroitTask, **mpc_overrides) -> AdroitMPCExpert:
     recipe = RECIPES[task.name]
     mpc = replace(recipe.mpc, **mpc_overrides) if mpc_overrides else None
     return AdroitMPCExpert(task, recipe, mpc)
+
+
+def expert_source(task: AdroitTask) -> str:
+    """The expert and its settings, as stored in demo files (a file of other settings is refused; rollout threads
+    do not change the plans, so they are left out)."""
+    from dataclasses import asdict
+
+    if task.name not in RECIPES:
+        raise InputError(f"no expert for adroit/{task.name}; experts exist for {sorted(RECIPES)}")
+    mpc = ", ".join(f"{k} {v}" for k, v in sorted(asdict(RECIPES[task.name].mpc).items()) if k != "threads")
+    return f"privileged expert: sampling MPC ({mpc})"

@@ -22,13 +22,19 @@ def _make_expert(spec: TaskSpec):
     return make_expert(facts(spec))
 
 
+def _expert_source(spec: TaskSpec) -> str:
+    from theia_eval.envs.adroit.expert import expert_source
+
+    return expert_source(facts(spec))
+
+
 def task_spec(task: AdroitTask) -> TaskSpec:
     """The TaskSpec of one Adroit task."""
     return TaskSpec(name=f"{FAMILY}/{task.name}", suite=FAMILY, camera=CAMERA, horizon=task.horizon,
                     action_dim=task.action_dim, proprio_dim=task.hand_dofs,
                     state_dim=task.state_dim, make_sim=_make_sim,
                     proprio=partial(hand_qpos, dofs=task.hand_dofs), make_expert=_make_expert,
-                    upstream_id=task.upstream_id,
+                    expert_source=_expert_source, upstream_id=task.upstream_id,
                     description=f"gymnasium-robotics {task.upstream_id} (CortexBench "
                                 f"{task.cortexbench_id}), success: goal on > {task.min_goal_steps} "
                                 "steps, privileged MPC expert")

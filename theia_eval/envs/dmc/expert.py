@@ -163,3 +163,19 @@ def make_expert(task: DMCTask, **mpc_overrides):
                          f"{', '.join(sorted(RECIPES))}")
     recipe = RECIPES[task.name]
     return MPCExpert(task, recipe, replace(recipe.mpc, **mpc_overrides) if mpc_overrides else None)
+
+
+def expert_source(task: DMCTask) -> str:
+    """The expert and its settings, as stored in demo files (a file of other settings is refused; rollout threads
+    do not change the plans, so they are left out)."""
+    from dataclasses import asdict
+
+    if task.name == "reacher-easy":
+        g = ReacherGains()
+        return f"privileged expert: inverse kinematics + PD (kp {g.kp}, kd {g.kd})"
+    if task.name not in RECIPES:
+        raise InputError(f"no expert for dmc/{task.name}; experts exist for reacher-easy and "
+                         f"{', '.join(sorted(RECIPES))}")
+    recipe = RECIPES[task.name]
+    mpc = ", ".join(f"{k} {v}" for k, v in sorted(asdict(recipe.mpc).items()) if k != "threads")
+    return f"privileged expert: sampling MPC ({mpc}; planning timestep x{recipe.coarsen})"

@@ -21,6 +21,12 @@ def _make_expert(spec: TaskSpec):
     return make_expert(facts(spec))
 
 
+def _expert_source(spec: TaskSpec) -> str:
+    from theia_eval.envs.dmc.expert import expert_source
+
+    return expert_source(facts(spec))
+
+
 def normalized_score(episode_return: float) -> float:
     """CortexBench DMC score: return / 10 (a 1000-step episode scores at most 100)."""
     return float(episode_return) / 10.0
@@ -32,7 +38,7 @@ def task_spec(task: DMCTask) -> TaskSpec:
                     horizon=task.horizon, action_dim=task.action_dim, proprio_dim=0,
                     state_dim=STATE_DIMS[task.domain] + params_size(task.params),
                     make_sim=_make_sim, proprio=no_proprio, make_expert=_make_expert,
-                    upstream_id=task.upstream_id,
+                    expert_source=_expert_source, upstream_id=task.upstream_id,
                     description=f"dm_control {task.domain}-{task.task}, action repeat "
                                 f"{task.action_repeat}, camera 0 ({task.camera}), privileged expert")
 
