@@ -232,3 +232,58 @@ def test_cache_with_a_tiny_vit(tmp_path):
     cache = get_or_build_cache(enc, ArrayDemoSource(demos), tmp_path, "tokens", progress=False)
     fresh = np.concatenate([enc(d["rgb"]).tokens.float().numpy() for d in demos.values()])
     np.testing.assert_allclose(cache.embeddings.astype(np.float32), fresh, rtol=2e-3, atol=2e-3)
+
+
+class PosingAsMean(Counting):
+    """An encoder that claims its summary is the mean token but returns something else (first token)."""
+
+    def __init__(self, enc):
+        super().__init__(enc)
+        self.config = dataclasses.replace(enc.config, summary="mean", summary_dim=enc.config.token_dim)
+
+    def __call__(self, images):
+        self.batches.append(len(images))
+        out = self.enc(images)
+        return dataclasses.replace(out, summary=out.tokens[:, 0, 0].float() * 3 + 1)
+
+
+@pytest.fixture(scope="module")
+def effnet():
+    return create_encoder("efficientnet-lite0")  # the bundled ImageNet weights (random ones give ~1e-8 features)
+
+
+def test_summary_of_a_mean_pooled_encoder_comes_from_its_token_cache(tmp_path, effnet):
+    demos = make_demos(lengths=(20, 6))
+    tokens = get_or_build_cache(Counting(effnet), ArrayDemoSource(demos), tmp_path, "tokens", progress=False)
+    enc = Counting(effnet)
+    summary = get_or_build_cache(enc, ArrayDemoSource(demos), tmp_path, "summary", chunk_size=8, progress=False)
+    assert enc.batches == [16]  # only the check on the first 16 frames ran the encoder
+    derived = summary.manifest["derived_from"]
+    assert derived["key_hash"] == tokens.manifest["key_hash"] and derived["checked_frames"] == 16
+    fresh = np.concatenate([effnet(d["rgb"]).summary.float().numpy() for d in demos.values()])
+    scale = np.abs(fresh).max()
+    np.testing.assert_allclose(summary.embeddings.astype(np.float32), fresh, rtol=0, atol=2e-3 * scale)
+    np.testing.assert_array_equal(summary.actions, tokens.actions)
+    # reopened as an ordinary cache; derive=False in a fresh root encodes every frame
+    again = get_or_build_cache(Counting(effnet), ArrayDemoSource(demos), tmp_path, "summary", progress=False)
+    assert again.path == summary.path
+    direct = Counting(effnet)
+    plain = get_or_build_cache(direct, ArrayDemoSource(demos), tmp_path / "b", "summary", progress=False)
+    assert sum(direct.batches) == 26 and "derived_from" not in plain.manifest
+
+
+def test_summary_is_encoded_directly_when_it_is_not_the_mean_token(tmp_path, effnet, pixels):
+    demos = make_demos(lengths=(20, 6))
+    liar = PosingAsMean(effnet)
+    get_or_build_cache(liar, ArrayDemoSource(demos), tmp_path, "tokens", progress=False)
+    liar.batches.clear()
+    cache = get_or_build_cache(liar, ArrayDemoSource(demos), tmp_path, "summary", progress=False)
+    assert "derived_from" not in cache.manifest and sum(liar.batches) == 16 + 26  # check failed, then encoded
+    fresh = np.concatenate([liar(d["rgb"]).summary.numpy() for d in demos.values()])
+    np.testing.assert_allclose(cache.embeddings.astype(np.float32), fresh, rtol=1e-3, atol=1e-3)
+    # pixels' summary is a pooled image, not its mean token: no derivation is tried
+    pix = Counting(pixels)
+    get_or_build_cache(pix, ArrayDemoSource(demos), tmp_path, "tokens", progress=False)
+    pix.batches.clear()
+    cache = get_or_build_cache(pix, ArrayDemoSource(demos), tmp_path, "summary", progress=False)
+    assert sum(pix.batches) == 26 and "derived_from" not in cache.manifest

@@ -458,6 +458,59 @@ def _encode_into(out: np.ndarray, encoder: Any, source: DemoSource, keys: list[s
                 bar.update(len(emb))
 
 
+def _mean_tokens_into(out: np.ndarray, tokens: EmbeddingCache, chunk_size: int, progress: bool, name: str) -> None:
+    """Fill the summary array `out` (N, C) with the spatial mean of the cached tokens (N, h, w, C), in float32."""
+    n = tokens.num_frames
+    with tqdm(total=n, unit="frame", desc=f"summary of {name} from its tokens", disable=not progress) as bar:
+        for start in range(0, n, chunk_size):
+            stop = min(start + chunk_size, n)
+            out[start:stop] = tokens.embeddings[start:stop].astype(np.float32).mean(axis=(1, 2)).astype(np.float16)
+            bar.update(stop - start)
+
+
+# A summary derived from cached tokens must match the encoder's own summary on the first frames to within the
+# float16 rounding of the cached tokens (2**-11 relative); anything further means the summary is not the mean of
+# the tokens (a resampled grid, a differently pooled layer) and the summary is encoded directly instead.
+DERIVE_CHECK_FRAMES = 16
+DERIVE_TOLERANCE = 2e-3
+
+
+def _derivable_tokens(encoder: Any, source: DemoSource, root: str | Path | None) -> EmbeddingCache | None:
+    """The valid token cache of (encoder, source) under `root` when the encoder's summary is its mean token."""
+    cfg = encoder.config
+    if root is None or getattr(cfg, "summary", None) != "mean" or int(cfg.summary_dim) != int(cfg.token_dim):
+        return None
+    key = cache_key(encoder, source, "tokens")
+    path = cache_path(root, encoder, key)
+    if not (path / "manifest.json").exists():
+        return None
+    try:
+        tokens = EmbeddingCache.open(path)
+    except InputError as exc:
+        log.warning("%s Encoding the summary directly.", exc)
+        return None
+    if tokens.manifest["key_hash"] != key_hash(key):
+        return None
+    return tokens
+
+
+def _derive_check(encoder: Any, source: DemoSource, tokens: EmbeddingCache) -> dict[str, Any] | None:
+    """Encode the first frames directly and compare their summary with the mean of their cached tokens."""
+    first = tokens.demo_keys[0]
+    n = min(DERIVE_CHECK_FRAMES, source.num_frames(first))
+    direct = encoder(source.frames(first, 0, n)).summary
+    direct = direct.float().cpu().numpy() if hasattr(direct, "cpu") else np.asarray(direct, np.float32)
+    derived = tokens.embeddings[:n].astype(np.float32).mean(axis=(1, 2))
+    diff = float(np.abs(direct - derived).max())
+    scale = float(np.abs(direct).max()) or 1.0
+    if direct.shape != derived.shape or diff > DERIVE_TOLERANCE * scale:
+        log.warning("encoder '%s': the mean of its cached tokens differs from its summary by %.3g (scale %.3g) on "
+                    "%d frames; encoding the summary directly", encoder.config.name, diff, scale, n)
+        return None
+    return {"kind": "tokens", "key_hash": tokens.manifest["key_hash"], "checked_frames": n,
+            "max_abs_diff": diff, "max_abs_summary": scale}
+
+
 def _write_npy(path: Path, array: np.ndarray) -> None:
     with open(path, "wb") as f:
         np.save(f, array)
@@ -466,8 +519,13 @@ def _write_npy(path: Path, array: np.ndarray) -> None:
 
 
 def build_cache(encoder: Any, source: DemoSource, path: str | Path, kind: str = "tokens", *, chunk_size: int = 64,
-                progress: bool = True, key: Mapping[str, Any] | None = None) -> EmbeddingCache:
-    """Encode every frame of `source` into a new cache folder at `path` (replacing what is there)."""
+                progress: bool = True, key: Mapping[str, Any] | None = None,
+                tokens: EmbeddingCache | None = None) -> EmbeddingCache:
+    """Encode every frame of `source` into a new cache folder at `path` (replacing what is there).
+
+    With `tokens` (the valid token cache of the same encoder and source) a "summary" cache of an encoder whose
+    summary is its mean token is computed from those tokens instead of running the encoder again, after a
+    check on the first frames against the encoder's own summary (the manifest records it as `derived_from`)."""
     key = dict(key or cache_key(encoder, source, kind))
     path, keys = Path(path), list(source.demo_keys())
     if not keys:
@@ -477,17 +535,28 @@ def build_cache(encoder: Any, source: DemoSource, path: str | Path, kind: str = 
     if empty:
         raise InputError(f"demos {empty[:5]} have 0 frames; drop them from the file or the split.")
     actions, proprio = _collect_labels(source, keys, lengths)
+    derived = None
+    if tokens is not None and kind == "summary":
+        if [d["key"] for d in tokens.manifest["demos"]] != keys or tokens.lengths.tolist() != lengths:
+            raise InputError(f"the token cache at {tokens.path} holds other demos than the source; it cannot give "
+                             "this source's summary (rebuild it: `theia-eval embed ... rebuild=true`).")
+        derived = _derive_check(encoder, source, tokens)
     tmp = path.parent / f".{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     tmp.mkdir(parents=True)
     try:
         shape = (sum(lengths), *frame_shape(encoder, kind))
         emb = np.lib.format.open_memmap(tmp / "embeddings.npy", mode="w+", dtype=np.float16, shape=shape)
-        _encode_into(emb, encoder, source, keys, lengths, kind, chunk_size, progress)
+        if derived is not None:
+            _mean_tokens_into(emb, tokens, max(chunk_size, 256), progress, encoder.config.name)
+        else:
+            _encode_into(emb, encoder, source, keys, lengths, kind, chunk_size, progress)
         emb.flush()
         del emb
         _write_npy(tmp / "actions.npy", actions)
         _write_npy(tmp / "proprio.npy", proprio)
         manifest = _manifest(tmp, key, encoder, keys, lengths, shape, actions.shape[1], proprio.shape[1])
+        if derived is not None:
+            manifest["derived_from"] = derived
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1, default=str))
         if path.exists():
             shutil.rmtree(path)
@@ -553,11 +622,14 @@ def remove_stale_builds(folder: Path, holding: str | None = None) -> list[Path]:
 
 def get_or_build_cache(encoder: Any, source: DemoSource, root: str | Path, kind: str = "tokens", *,
                        chunk_size: int = 64, progress: bool = True, rebuild: bool = False,
-                       verify: bool = True) -> EmbeddingCache:
+                       verify: bool = True, derive: bool = True) -> EmbeddingCache:
     """Open the cache for (encoder, source, kind) under `root`, encoding it first if absent or invalid.
 
     Opening verifies the checksums (see `EmbeddingCache.open`); a cache that fails is rebuilt. Temporary
-    folders of killed builds are removed first (`remove_stale_builds`).
+    folders of killed builds are removed first (`remove_stale_builds`). A missing "summary" cache of an encoder
+    whose summary is its mean token (efficientnet-lite0, mean-pooled backbones) is computed from that encoder's
+    token cache under the same root when one exists (`derive=False` encodes it anyway): seconds instead of a
+    second pass of the encoder, equal to the encoded summary to within float16 rounding.
 
     `encoder` follows the encoder contract: `encoder(uint8 (B,H,W,3))` -> `.tokens` (B,h,w,C) and
     `.summary` (B,C'); `encoder.config` has name/grid/token_dim/summary_dim; `encoder.weights_id`.
@@ -574,4 +646,6 @@ def get_or_build_cache(encoder: Any, source: DemoSource, root: str | Path, kind:
                 log.warning("cache at %s belongs to another key; rebuilding it", path)
             except InputError as exc:
                 log.warning("%s Rebuilding it.", exc)
-        return build_cache(encoder, source, path, kind, chunk_size=chunk_size, progress=progress, key=key)
+        tokens = _derivable_tokens(encoder, source, root) if kind == "summary" and derive else None
+        return build_cache(encoder, source, path, kind, chunk_size=chunk_size, progress=progress, key=key,
+                           tokens=tokens)
