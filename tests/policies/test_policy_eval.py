@@ -109,7 +109,10 @@ def test_policy_for_another_task_is_refused():
         evaluate_policy(bad, create_encoder("blind"), TASK, EvalConfig(progress=False), SMALL, "summary")
 
 
-def test_train_then_evaluate_verbs(demos, tmp_path, capsys):
+def test_train_then_evaluate_verbs(demos, tmp_path, tmp_path_factory, monkeypatch, capsys):
+    from theia_eval.provenance import absolute_paths
+
+    monkeypatch.chdir(tmp_path_factory.getbasetemp())  # "the repository": demos and runs lie under it
     common = [f"demos_dir={demos}", f"cache_dir={tmp_path / 'cache'}", f"out_dir={tmp_path / 'runs'}"]
     args = ["train", "encoder=pixels", f"task={TASK}", "head=conv", "seed=7", "bc.epochs=2", "bc.eval_every=1",
             "bc.batch_size=32", "bc.progress=false", "eval.episodes=2", "eval.horizon=15", "eval.progress=false"]
@@ -121,6 +124,8 @@ def test_train_then_evaluate_verbs(demos, tmp_path, capsys):
     ev = json.loads((run / "eval" / "epoch_002.json").read_text())
     assert [e["seed"] for e in ev["per_episode"]] == [1000, 1001]
     assert ev["render"] == {"preset": "fast", "resolution": 64, "crop": 56}
+    for f in (run / "metrics.json", run / "eval" / "epoch_002.json"):  # no machine paths in what a run writes
+        assert not absolute_paths(f.read_text()), f
     assert (run / "last.pt").is_file() and (run / "best.pt").is_file()
     # a second run reuses the embedding cache and the finished run (resume: nothing left to train)
     caches = sorted(p.name for p in (tmp_path / "cache").rglob("manifest.json"))

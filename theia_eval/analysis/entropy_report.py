@@ -22,6 +22,7 @@ from theia_eval.analysis.correlation import CORRELATIONS, bootstrap, verdict
 from theia_eval.analysis.entropy import bin_sensitivity, norm_entropy
 from theia_eval.analysis.tables import Table, fmt
 from theia_eval.errors import InputError, unknown_name
+from theia_eval.provenance import portable
 
 IMAGE_EXTS = (".png", ".jpg", ".jpeg")
 
@@ -145,7 +146,7 @@ def entropy_record(label: str, encoder, images: Images, token_set: str, bins: in
     res = norm_entropy(norms, bins, TOKEN_SETS[token_set][1])
     lo, hi = res.range
     counts, edges = np.histogram(norms, bins=bins, range=(lo, hi if hi > lo else lo + 1e-6))
-    return {"encoder": label, "encoder_name": encoder.name, "weights": encoder.weights_id,
+    return {"encoder": label, "encoder_name": encoder.name, "weights": portable(str(encoder.weights_id)),
             "grid": list(encoder.grid), "token_dim": encoder.token_dim, "images": len(images.array),
             "token_set": token_set, **res.to_dict(), "normalized": res.entropy / res.max_entropy if bins > 1 else 0.0,
             "by_bins": {str(b): v for b, v in bin_sensitivity(norms, tuple(bins_list)).items()},

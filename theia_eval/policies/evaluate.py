@@ -23,6 +23,7 @@ from theia_eval.encoders.base import FrozenEncoder
 from theia_eval.envs.family import normalized_scores
 from theia_eval.envs.renderer import RenderSpec, check_render_match
 from theia_eval.envs.tasks import episode_seeds, get_task
+from theia_eval.provenance import portable
 from theia_eval.envs.vector import VectorEnv
 from theia_eval.errors import InputError
 from theia_eval.policies.bc import BCPolicy
@@ -208,7 +209,7 @@ def evaluate_policy(policy: BCPolicy, encoder: FrozenEncoder, task: str, cfg: Ev
                 videos.append((seeds[i], np.stack(frames)))
             bar.update(len(seeds[i:i + num_envs]))
             bar.set_postfix(success=f"{sum(r['success'] for r in records)}/{len(records)}")
-    info = {"task": spec.name, "suite": spec.suite, "encoder": encoder.name, "weights": encoder.weights_id,
+    info = {"task": spec.name, "suite": spec.suite, "encoder": encoder.name, "weights": portable(str(encoder.weights_id)),
             "config": asdict(cfg), "render": render.as_dict(), "per_episode": records,
             "aggregate": aggregate(records, spec.suite, time.perf_counter() - start),
             "time_per_step": times.per_step_ms()}

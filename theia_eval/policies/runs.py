@@ -21,6 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from theia_eval.config import config_changes, load_config_file
 from theia_eval.errors import InputError
+from theia_eval.provenance import portable
 
 if TYPE_CHECKING:
     from theia_eval.encoders.base import FrozenEncoder
@@ -290,8 +291,8 @@ def train_task(cfg: DictConfig, spec: TaskSpec, encoder: FrozenEncoder) -> dict:
     result = train_bc(data, bc, out, make_eval_fn(encoder, spec, ecfg, render, kind, bc, out),
                       run=run_identity(spec, encoder, kind, fingerprint))
     metrics = summarize(result.history, result.best, out)
-    metrics.update(task=spec.name, encoder=encoder.name, weights=encoder.weights_id, head=cfg.head,
-                   seed=int(cfg.seed), demos=str(path), frames=len(data), embed_s=t1 - t0,
+    metrics.update(task=spec.name, encoder=encoder.name, weights=portable(str(encoder.weights_id)), head=cfg.head,
+                   seed=int(cfg.seed), demos=portable(str(path)), frames=len(data), embed_s=t1 - t0,
                    train_and_eval_s=time.perf_counter() - t1, render=render.as_dict())
     atomic_write_json(out / "metrics.json", metrics)
     return metrics
