@@ -1,9 +1,12 @@
 """Small file helpers shared by every verb: atomic writes, JSON, leftovers of killed jobs, image files."""
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +38,24 @@ def read_json(path: str | Path, what: str = "file") -> Any:
     except (ValueError, UnicodeDecodeError) as exc:
         raise InputError(f"{what} {path} is not valid JSON ({exc}): it was damaged, e.g. by a killed job or an "
                          "edit. Delete it (it is written again) or restore it, then run again.") from exc
+
+
+@contextlib.contextmanager
+def try_lock(path: str | Path) -> Iterator[bool]:
+    """Hold an exclusive lock on `path` (created if absent) when no other process holds it; yields whether this
+    process got it. Released at exit, and by the OS when the process dies (kill -9 included)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 # --- leftovers of killed jobs ----------------------------------------------------------------------

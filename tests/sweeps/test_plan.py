@@ -219,3 +219,28 @@ def test_sweep_needs_a_name(capsys):
     assert "name a sweep" in capsys.readouterr().err
     with pytest.raises(InputError, match="Could not find 'sweep/nosuch'"):
         compose("sweep", ["sweep=nosuch"])
+
+
+def test_two_sweeps_sharing_an_out_dir_keep_their_own_plans_and_never_train_one_cell_twice(tmp_path):
+    """Two lanes over parts of one grid in one out_dir: each job reads its own (content-addressed) plan, and a
+    cell another process is training is left to it ("busy"), not trained again beside it."""
+    from theia_eval.envs.tasks import get_task
+    from theia_eval.io import try_lock
+    from theia_eval.policies.runs import run_dir
+    from theia_eval.sweeps.launch import load_plan
+    from theia_eval.sweeps.run import prepare
+    from theia_eval.sweeps.stages import train_cell
+
+    plan_a, path_a, store = prepare(smoke(tmp_path, "sweep.encoders=[pixels]"))
+    text_a = path_a.read_text()
+    plan_b, path_b, _ = prepare(smoke(tmp_path, "sweep.encoders=[blind]"))
+    assert path_a != path_b and path_a.parent == path_b.parent == tmp_path / "out" / "plans"
+    assert path_a.read_text() == text_a and load_plan(str(path_a)).train[0].config_hash == plan_a.train[0].config_hash
+    assert (tmp_path / "out" / "plan.json").read_text() == path_b.read_text()  # the latest, for publish grid=plan
+    assert {c.encoder.name for c in plan_a.train} == {"pixels"} and {c.encoder.name for c in plan_b.train} == {"blind"}
+    job = plan_a.train[0]
+    run = run_dir(OmegaConf.create(job.config), get_task(job.task))
+    with try_lock(run.parent / f".{run.name}.lock") as held:
+        assert held
+        assert train_cell(job, plan_a) == {"status": "busy"}
+    assert not run.exists() and len(store) == 0  # nothing trained, nothing written beside the other process

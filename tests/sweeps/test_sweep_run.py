@@ -153,3 +153,31 @@ def test_publish_copies_finished_cells_portably(reference, tmp_path_factory, mon
     assert "inside the sweep folder" in capsys.readouterr().err
     assert main(["publish", f"sweep_dir={dest.name}", "dest=elsewhere"]) == 2
     assert "not a sweep's out_dir" in capsys.readouterr().err and not (base / "elsewhere").exists()
+
+
+def test_a_refused_publish_leaves_dest_as_it_was(reference, monkeypatch, capsys):
+    """A job error quoting a file of the repository is made portable; a machine path that cannot be made
+    portable refuses the publish, and dest keeps every byte it had (nothing half-written, no temp folder)."""
+    base = reference.parent
+    monkeypatch.chdir(base)
+    dest = base / "published-twice"
+    journal = reference / "jobs.jsonl"
+    original = journal.read_text()
+    line = {"status": "failed", "stage": "train", "id": "x", "error": f"ImportError: boom ({base}/pkg/errors.py)",
+            "started_at": "2026-11-30T09:41:21+00:00", "finished_at": "2026-11-30T09:41:21+00:00"}
+    try:
+        journal.write_text(original + json.dumps(line) + "\n")
+        assert main(["publish", f"sweep_dir={reference.name}", f"dest={dest.name}"]) == 0
+        info = (dest / "run_info.json").read_text()
+        assert "(pkg/errors.py)" in info and str(base) not in info
+        before = {p: p.read_bytes() for p in dest.rglob("*") if p.is_file()}
+        line["error"] = "ImportError: boom (/opt/elsewhere/errors.py)"
+        journal.write_text(original + json.dumps(line) + "\n")
+        capsys.readouterr()
+        assert main(["publish", f"sweep_dir={reference.name}", f"dest={dest.name}"]) == 2
+        err = capsys.readouterr().err
+        assert "published-twice/run_info" in err and "/opt/elsewhere/errors.py" in err
+        assert {p: p.read_bytes() for p in dest.rglob("*") if p.is_file()} == before
+        assert not [p for p in base.iterdir() if ".publish-" in p.name]
+    finally:
+        journal.write_text(original)

@@ -91,7 +91,7 @@ def run_job(cfg: DictConfig) -> dict:
         log.error("job %s %s failed:\n%s", cfg.stage, job.id, traceback.format_exc())
         result = {"status": "failed", "stage": str(cfg.stage), "id": job.id,
                   "error": f"{type(exc).__name__}: {exc}"}
-    if result.get("status") != "skipped":
+    if result.get("status") not in ("skipped", "busy"):  # the journal holds work done (busy: done elsewhere)
         record_job(plan, result, started)
     return result
 

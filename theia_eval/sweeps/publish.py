@@ -10,7 +10,8 @@ From a sweep's out_dir (plan.json, results.sqlite, runs/, jobs.jsonl) to DEST:
                       else from the Hydra stage folders and the cells' own timestamps);
 - sweep.yaml          the sweep config the plan was built from (configs/sweep/<name>.yaml);
 - leaderboard/        `theia-eval leaderboard` on results.csv (with claims= when given).
-Nothing in DEST may hold an absolute path of this machine: the publish fails (exit 2) naming the file.
+Nothing in DEST may hold an absolute path of this machine: the publish fails (exit 2) naming the file, and
+DEST is left as it was (everything is built in a temporary sibling folder, checked, then moved in).
 Re-running refreshes DEST from the sweep (finished cells only grow).
 """
 from __future__ import annotations
@@ -18,6 +19,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import os
 import shutil
 from dataclasses import asdict
 from pathlib import Path
@@ -178,12 +180,14 @@ def run_info(sweep_dir: Path, cells: list[dict], command: str | None) -> tuple[s
     return "\n".join(lines), info
 
 
-def check_portable(dest: Path) -> None:
+def check_portable(dest: Path, shown_as: Path | None = None) -> None:
+    """Refuse a folder whose text files hold a machine path (named as under `shown_as` when given)."""
     for f in sorted(dest.rglob("*")):
         if f.is_file() and f.suffix in TEXT_SUFFIXES:
             found = absolute_paths(f.read_text(errors="replace"))
             if found:
-                raise InputError(f"{f} still holds a machine path ({found[0]}) after publishing: it cannot be "
+                name = shown_as / f.relative_to(dest) if shown_as else f
+                raise InputError(f"{name} still holds a machine path ({found[0]}) after publishing: it cannot be "
                                  "committed as is. Make that value relative (or a package name + version), then "
                                  "re-run `theia-eval publish`.")
 
@@ -191,9 +195,6 @@ def check_portable(dest: Path) -> None:
 def publish_sweep(sweep_dir: str | Path, dest: str | Path, claims=None, command: str | None = None,
                   grid: str = "plan") -> dict:
     """Copy a sweep's finished cells and tables into `dest` (see the module doc); returns a summary."""
-    from theia_eval.analysis.outputs import write_leaderboard
-    from theia_eval.analysis.store import SCHEMA_VERSION, load_results
-
     sweep_dir, dest = Path(sweep_dir), Path(dest)
     plan_file = sweep_dir / "plan.json"
     plan = json.loads(plan_file.read_text()) if plan_file.is_file() else {}
@@ -203,6 +204,25 @@ def publish_sweep(sweep_dir: str | Path, dest: str | Path, claims=None, command:
                          "expected): pass the out_dir of `theia-eval sweep`.")
     if dest.resolve() == sweep_dir.resolve() or sweep_dir.resolve() in dest.resolve().parents:
         raise InputError(f"dest {dest} is inside the sweep folder {sweep_dir}: publish to another folder.")
+    tmp = dest.parent / f".{dest.name}.publish-{os.getpid()}"
+    try:  # built apart and checked, then moved into dest file by file: a refused publish changes nothing there
+        shutil.rmtree(tmp, ignore_errors=True)
+        summary = build_publication(plan, store, sweep_dir, tmp, dest, claims, command, grid)
+        check_portable(tmp, shown_as=dest)
+        for f in sorted(p for p in tmp.rglob("*") if p.is_file()):
+            target = dest / f.relative_to(tmp)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(f, target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return {**summary, "dest": str(dest), "leaderboard": str(dest / "leaderboard" / "leaderboard.md")}
+
+
+def build_publication(plan: dict, store: Path, sweep_dir: Path, dest: Path, final: Path, claims, command, grid) -> dict:
+    """Write the publication of a sweep into `dest` (a temporary folder that becomes `final`)."""
+    from theia_eval.analysis.outputs import write_leaderboard
+    from theia_eval.analysis.store import SCHEMA_VERSION, load_results
+
     rows = load_results(store)
     planned = planned_cells(plan, sweep_dir, grid)  # this sweep's cells, and the rows of a shared store that are its own
     mine = {c["config_hash"] for c in planned} | set(rows[rows.sweep == plan["name"]].config_hash)
@@ -228,18 +248,15 @@ def publish_sweep(sweep_dir: str | Path, dest: str | Path, claims=None, command:
     atomic_write_json(dest / "cells.json", cells)
     atomic_write_text(dest / "cells.md", cells_markdown(cells, plan["name"]))
     text, info = run_info(sweep_dir, cells, command)
-    atomic_write_text(dest / "run_info.md", text)
-    atomic_write_json(dest / "run_info.json", info)
+    atomic_write_text(dest / "run_info.md", portable(text, root))  # job errors may quote source paths
+    atomic_write_text(dest / "run_info.json", portable(json.dumps(info, indent=2, default=str) + "\n", root))
     from theia_eval.config import config_dir
 
     sweep_yaml = config_dir() / "sweep" / f"{plan['name']}.yaml"
     if sweep_yaml.is_file():
         shutil.copyfile(sweep_yaml, dest / "sweep.yaml")
-    paths = write_leaderboard(dest / "results.csv", dest / "leaderboard", None, export=None, claims=claims,
-                              runs_root=dest)
-    check_portable(dest)
-    return {"dest": str(dest), "files": copied, "cells": info["finished_cells"], "planned": len(cells),
-            "leaderboard": str(paths["md"])}
+    write_leaderboard(dest / "results.csv", dest / "leaderboard", None, export=None, claims=claims, runs_root=final)
+    return {"files": copied, "cells": info["finished_cells"], "planned": len(cells)}
 
 
 def run(argv: list[str]) -> int:

@@ -8,6 +8,7 @@ every failure is listed at the end and the exit code is 1.
 """
 from __future__ import annotations
 
+import hashlib
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -95,11 +96,18 @@ def sync_rows(plan: Plan, store: ResultsStore) -> int:
 
 
 def prepare(cfg: DictConfig) -> tuple[Plan, Path, ResultsStore]:
-    """Build and write the plan, open the store and bring it up to date with finished cells."""
+    """Build and write the plan, open the store and bring it up to date with finished cells.
+
+    The jobs read the plan from `plans/plan-<content hash>.json`, a file no later sweep changes, so two sweeps
+    over parts of one grid may share an out_dir at the same time; `plan.json` is the latest plan (what
+    `publish grid=plan` reads)."""
     plan = build_plan(cfg)
     out = Path(cfg.out_dir)
-    plan_path = out / "plan.json"
-    atomic_write_text(plan_path, plan.to_json())
+    text = plan.to_json()
+    plan_path = out / "plans" / f"plan-{hashlib.sha256(text.encode()).hexdigest()[:16]}.json"
+    if not plan_path.is_file():
+        atomic_write_text(plan_path, text)
+    atomic_write_text(out / "plan.json", text)
     store = ResultsStore(cfg.store, cfg.store_journal)
     sync_rows(plan, store)
     return plan, plan_path, store

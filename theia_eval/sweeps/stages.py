@@ -5,6 +5,7 @@ Hydra job (in this process, a joblib worker or a SLURM task) with the plan read 
 """
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections.abc import Callable
@@ -16,11 +17,12 @@ from omegaconf import OmegaConf
 from theia_eval.analysis.store import ResultsStore, now
 from theia_eval.errors import InputError
 from theia_eval.hashing import weights_hash
-from theia_eval.io import atomic_write_json, read_json
+from theia_eval.io import atomic_write_json, read_json, try_lock
 from theia_eval.provenance import code_version
 from theia_eval.sweeps.plan import DemoJob, DistillJob, EmbedJob, Job, Plan, TrainJob, demo_config
 
 ROWS_FILE = "rows.json"
+log = logging.getLogger(__name__)
 _ENCODER: dict[tuple, object] = {}  # the last encoder this process loaded (cells are encoder-major)
 
 
@@ -117,12 +119,17 @@ def train_cell(job: TrainJob, plan: Plan) -> dict:
     spec = get_task(job.task)
     run = run_dir(cfg, spec)
     rows_file = run / ROWS_FILE
-    if not rows_file.is_file():
-        started = now()
-        encoder = cached_encoder(cfg.encoder, cfg.weights, cfg.device)
-        metrics = train_task(cfg, spec, encoder)
-        atomic_write_json(rows_file, cell_rows(job, run, metrics, encoder, started))
-    store.append(read_json(rows_file, "the rows of a finished cell"))
+    with try_lock(run.parent / f".{run.name}.lock") as mine:
+        if not mine:  # another sweep (a second lane over an overlapping grid) trains this cell right now
+            log.warning("cell %s (%s) is being trained by another process; skipped here, its rows join the store "
+                        "when that process finishes it", job.id, run)
+            return {"status": "busy"}
+        if not rows_file.is_file():
+            started = now()
+            encoder = cached_encoder(cfg.encoder, cfg.weights, cfg.device)
+            metrics = train_task(cfg, spec, encoder)
+            atomic_write_json(rows_file, cell_rows(job, run, metrics, encoder, started))
+        store.append(read_json(rows_file, "the rows of a finished cell"))
     return {"status": "done"}
 
 
