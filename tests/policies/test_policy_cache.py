@@ -109,6 +109,28 @@ def test_weights_file_replaced_in_place_invalidates(tmp_path, pixels):
     assert key_path() != first
 
 
+def test_a_weights_folder_keys_its_weights_not_its_card(tmp_path, pixels):
+    """An export folder: replacing its weights or config gives a new cache; editing its card or plots does not."""
+    folder = tmp_path / "export"
+    (folder / "checkpoints").mkdir(parents=True)
+    (folder / "model.safetensors").write_bytes(b"weights")
+    (folder / "config.json").write_text("{}")
+    (folder / "CARD.md").write_text("card")
+
+    def key_path():
+        return get_or_build_cache(Counting(pixels, weights_id=str(folder)), ArrayDemoSource(make_demos()),
+                                  tmp_path / "c", "summary", progress=False).path
+    first = key_path()
+    (folder / "CARD.md").write_text("a longer card, rewritten")
+    (folder / "plot.png").write_bytes(b"png")
+    (folder / "checkpoints" / "step-1.pt").write_bytes(b"training state")
+    assert key_path() == first
+    (folder / "config.json").write_text('{"depth": 2}')
+    second = key_path()
+    (folder / "model.safetensors").write_bytes(b"other weights")
+    assert len({first, second, key_path()}) == 3
+
+
 def test_truncated_or_corrupted_cache_is_detected_and_rebuilt(tmp_path, pixels):
     demos = make_demos()
     cache = get_or_build_cache(Counting(pixels), ArrayDemoSource(demos), tmp_path, "tokens", progress=False)

@@ -57,6 +57,9 @@ def test_two_by_two_sweep_fills_the_store(reference, shared, capsys):
     assert "bc.epochs=1 (CortexBench: 100)" in full.deviations.iloc[0]
     assert (reference / "leaderboard" / "leaderboard.md").is_file()
     assert (reference / "leaderboard" / "report.html").is_file()
+    assert [p.parent.name for p in (reference / "plans").glob("*.json")] == ["plans"]  # the plan the jobs read
+    assert {p.name.split("-")[0] for p in (reference / "hydra").iterdir()} >= {"demos", "embed", "train"}
+    assert not (reference / "plans" / "hydra").exists()  # stage logs stay in <out_dir>/hydra
     capsys.readouterr()
     assert main(["sweep", *GRID, f"out_dir={reference}", *shared]) == 0  # everything done: nothing runs again
     out = capsys.readouterr().out

@@ -277,12 +277,20 @@ def _jsonable(x: Any) -> Any:
     return dataclasses.asdict(x) if dataclasses.is_dataclass(x) else x
 
 
+# files of a weights folder that can change what an encoder computes (weights, configs, statistics); its card,
+# plots and training checkpoints do not enter cache keys, so editing a model card keeps the caches
+KEYED_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin", ".ckpt", ".json", ".npy", ".py")
+
+
 def _weights_stat(weights_id: str) -> list[Any] | None:
-    """(name, size, mtime_ns) of every file behind a local weights path, so replaced weights invalidate."""
+    """(name, size, mtime_ns) of every file behind a local weights path that can change the encoder's output
+    (KEYED_SUFFIXES, outside checkpoints/), so replaced weights invalidate."""
     if not weights_id or not os.path.exists(weights_id):
         return None
     p = Path(weights_id)
-    files = [p] if p.is_file() else sorted(q for q in p.rglob("*") if q.is_file())
+    files = [p] if p.is_file() else sorted(
+        q for q in p.rglob("*") if q.is_file() and q.suffix in KEYED_SUFFIXES
+        and "checkpoints" not in q.relative_to(p).parts)
     return [[str(q.relative_to(p.parent)), q.stat().st_size, q.stat().st_mtime_ns] for q in files]
 
 

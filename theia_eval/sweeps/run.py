@@ -125,7 +125,8 @@ def run_sweep(cfg: DictConfig, dry_run: bool = False, echo=print) -> SweepReport
         if not indices:
             continue
         echo(f"[sweep {plan.name}] {stage}: {len(indices)} job(s) with the {cfg.launcher} launcher")
-        results = run_stage(plan_path, stage, indices, cfg.launcher, int(cfg.jobs), list(cfg.launcher_overrides))
+        results = run_stage(plan_path, stage, indices, cfg.launcher, int(cfg.jobs), list(cfg.launcher_overrides),
+                            log_dir=Path(cfg.out_dir) / "hydra")
         report.results[stage] = results
         drop_blocked(report, stage, results)
     sync_rows(plan, store)
