@@ -211,7 +211,7 @@ SCHEMAS: dict[str, dict[str, Rule]] = {
         "val_tasks": any_of(text(), list_of(text()), null="hold out by val_fraction"),
         "targets": choice("cached", "online"), "cache_dir": output_dir(null="under the data root"),
         "cache_dtype": choice("float16", "bfloat16"), "shard_size": count(), "extract_batch": count(),
-        "stats": input_path(null="a stats pass"), "translator": text(), "translator_hidden_factor": number(0, low_open=True),
+        "stats": input_path(null="computed from the data"), "translator": text(), "translator_hidden_factor": number(0, low_open=True),
         "run_dir": output_dir(null="runs/distill/<student>-<teachers>-<data>"), "resume": flag(), "export": flag(),
         "seed": SEED, "device": text(), "threads": THREADS,
         "train.steps": count(null="epochs x batches per epoch"), "train.epochs": number(0, low_open=True),

@@ -152,7 +152,7 @@ class DistillConfig:
     cache_dtype: str = setting('float16', 'storage dtype of targets (both modes round through it): float16 | bfloat16')
     shard_size: int = setting(1024, 'samples per cache shard (the unit of resumable extraction)')
     extract_batch: int = setting(64, 'teacher batch size for extraction and the online stats pass')
-    stats: str | None = setting(None, "online mode: a stats dir to reuse instead of a stats pass (<id>.stats.safetensors, or the reference's feature_stats/ layout)")
+    stats: str | None = setting(None, "a stats dir used instead of computing the statistics, either targets mode (<id>.stats.safetensors, or the reference's feature_stats/ layout)")
     translator: str = setting('auto', 'auto (the reference lconv head for 7x7/14x14/16x16/64x64 targets, general elsewhere) | lconv | general')
     translator_hidden_factor: float = setting(1.0)
     run_dir: str | None = setting(None, 'null = runs/distill/<student>-<teachers>-<data>; an existing run resumes')
