@@ -227,6 +227,18 @@ SCHEMAS: dict[str, dict[str, Rule]] = {
         "train.stop_at": count(null="run to the end"), "train.export_at": any_of(count(), list_of(count()), null="none"),
         **{f"frames.{k}": r for k, r in FRAMES.items()},
     },
+    "decode": {
+        "model": path(note="anything load_theia takes"), "media": path(null="none given: the command asks for one"),
+        "out": output_dir(null="decoded/<media name>"), "stats": input_path(null="the checkpoint's own"),
+        "teachers": any_of(text(), list_of(text()), null="every teacher the student predicts"), "device": text(),
+        "batch_size": count(), "every": count(), "max_frames": count(null="every kept frame"),
+        "fps": number(0, low_open=True, null="the video's rate / every"), "max_images": count(0),
+        "score_images": count(null="every sample"), "on_missing_weights": choice("error", "pca"),
+        "decoder_weights": mapping(), "decoder_weights.*": path(), "top_k": integer(0, 1000),
+        "sam.points_per_side": count(), "sam.points_per_batch": count(), "sam.pred_iou_thresh": number(),
+        "sam.stability_score_thresh": number(), "sam.stability_offset": number(0), "sam.box_nms_thresh": fraction(),
+        "sam.min_area": count(0),
+    },
     "frames": FRAMES,
     "sweep": {
         "launcher": choice("sequential", "joblib", "submitit", "submitit-local"), "jobs": count(),

@@ -54,7 +54,7 @@ class DecodeConfig:
     media: str | None = setting(None, 'an image, a video (mp4/webm/avi), a folder of them, or a data source (frames:..., tar:...)')
     out: str | None = setting(None, 'null = decoded/<media name>')
     stats: str | None = setting(None, "feature statistics folder (reference feature_stats/ or ours); null = the checkpoint's own")
-    teachers: list[str] | None = setting(None, 'null = every teacher the student predicts; or a list of teacher ids / names')
+    teachers: str | list[str] | None = setting(None, 'null = every teacher the student predicts; or one teacher id / name, or a list of them')
     device: str = setting('cpu')
     batch_size: int = setting(8)
     every: int = setting(1, 'videos: decode frames 0, every, 2*every, ...')
