@@ -86,6 +86,34 @@ def test_online_targets_match_cached(frameset, tiny_teachers, tmp_path):
         assert a["loss"] == pytest.approx(b["loss"], rel=1e-4)
 
 
+def test_reference_feature_stats_replace_computed_ones_in_both_modes(frameset, tmp_path):
+    """stats=DIR in the reference layout (the file named var holds the std) standardises cached and online runs
+    alike, and the export writes those same numbers back in that layout."""
+    import numpy as np
+
+    from theia_eval.distill.stats import save_feature_stats
+
+    given = {"sim-depth": (torch.linspace(0.5, 3.0, 16), torch.linspace(0.3, 1.5, 16)),
+             "sim-segmentation": (torch.tensor([0.6, 0.2, 0.1, 0.1]), torch.tensor([0.4, 0.3, 0.2, 0.25]))}
+    ref = tmp_path / "feature_stats"
+    for tid, (mean, std) in given.items():
+        save_feature_stats(ref, tid, mean, std)
+    runs = {name: run_distillation(distill_cfg(tmp_path / name, frameset, FAST_TEACHERS, "train.steps=2", *extra))
+            for name, extra in (("computed", ()), ("cached", (f"stats={ref}",)),
+                                ("online", ("targets=online", f"stats={ref}")))}
+    losses = {name: [r["loss"] for r in train_records(tmp_path / name)] for name in runs}
+    assert losses["cached"] == pytest.approx(losses["online"], rel=1e-4)
+    assert losses["cached"][0] != pytest.approx(losses["computed"][0], rel=1e-3)  # the given stats were used
+    assert runs["cached"]["stats_from"] == str(ref) and runs["computed"]["stats_from"] is None
+    export = tmp_path / "cached" / "export"
+    config = json.loads((export / "config.json").read_text())
+    for tid, (mean, std) in given.items():
+        assert np.array_equal(np.load(export / "feature_stats" / f"imagenet_mean_{tid}.npy"), mean.numpy())
+        assert np.array_equal(np.load(export / "feature_stats" / f"imagenet_var_{tid}.npy"), std.numpy())
+        assert config["feature_stats"][tid]["std"] == pytest.approx(std.tolist(), abs=0)
+    assert f"read from {ref}" in (export / "CARD.md").read_text()
+
+
 def assert_same_training(a_dir, b_dir, tolerance=0.02):
     """Same loss curve, and parameters that differ by < tolerance x how far training moved them.
 

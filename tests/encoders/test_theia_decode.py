@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import tarfile
 
 import numpy as np
@@ -252,3 +253,39 @@ def test_decode_verb_errors(decode_export, tmp_path, capsys):
     assert "does not exist" in capsys.readouterr().err
     with pytest.raises(InputError, match="on_missing_weights"):
         decoder_for(SAM, DecodeSettings(), on_missing_weights="ignore")
+
+
+@pytest.mark.parametrize("setting, message", [
+    ("every=0", "every=0 is not allowed: every must be an integer >= 1"),
+    ("batch_size=0", "batch_size=0 is not allowed"),
+    ("fps=-1", "fps=-1 is not allowed: fps must be a number > 0"),
+    ("max_images=-3", "max_images=-3 is not allowed"),
+    ("on_missing_weights=ignore", "on_missing_weights='ignore' .*must be one of error, pca"),
+    ("sam.box_nms_thresh=2", "sam.box_nms_thresh=2 is not allowed"),
+])
+def test_decode_settings_are_checked_before_any_work(decode_export, tmp_path, capsys, setting, message):
+    Image.fromarray(uint8_images(n=1)[0]).save(tmp_path / "x.png")
+    out = tmp_path / "out"
+    assert main(["decode", f"model={decode_export}", f"media={tmp_path / 'x.png'}", f"out={out}", setting]) == 2
+    assert re.search(message, capsys.readouterr().err)
+    assert not out.exists()
+
+
+def test_decode_one_teacher_given_as_a_name_and_folder_media(decode_export, tmp_path):
+    from theia_eval.decoding.decode import media_items
+
+    folder = tmp_path / "media"
+    (folder / "sub").mkdir(parents=True)
+    for name in ("b.png", "sub/a.jpg"):
+        Image.fromarray(uint8_images(n=1, h=48, w=64)[0]).save(folder / name)
+    (folder / "notes.txt").write_text("not an image")
+    (folder / "sub" / "clip.webm").write_bytes(b"")
+    items = media_items(str(folder))
+    assert [(i.kind, i.name) for i in items] == [("image", "b"), ("image", "sub_a"), ("video", "sub_clip")]
+    (folder / "sub" / "clip.webm").unlink()
+    out = tmp_path / "out"
+    assert main(["decode", f"model={decode_export}", f"media={folder}", f"out={out}", "teachers=sim-depth"]) == 0
+    assert sorted(p.name for p in out.glob("*.png")) == ["b.png", "sub_a.png"]
+    assert np.asarray(Image.open(out / "b.png")).shape[1] == 2 * 224 + 4  # the input, then sim-depth alone
+    record = json.loads((out / "decode.json").read_text())
+    assert [r["png"] for r in record["records"]] == [str(out / "b.png"), str(out / "sub_a.png")]

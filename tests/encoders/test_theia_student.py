@@ -153,16 +153,21 @@ def test_upstream_pth_state_dict_loads_with_heads_read_from_shapes(tmp_path, stu
     assert load_theia(tmp_path / "wrapped.pth", num_heads=2).teacher_ids == list(TARGETS)
 
 
-def test_official_hf_dir_without_stats_then_reference_stats(tmp_path, student, stats):
-    """An official-style folder: model.safetensors + a config.json without our fields; stats given separately."""
+def official_folder(folder, student):
+    """An official-style HF folder: model.safetensors (official names) + a config.json without our fields."""
     state = {official_name(k[len("backbone.model."):]) if k.startswith("backbone.model.") else k: v
              for k, v in upstream_state(student).items()}
-    folder = tmp_path / "theia-tiny-official"
-    folder.mkdir()
+    folder.mkdir(parents=True)
     save_file(state, str(folder / "model.safetensors"))
     (folder / "config.json").write_text(json.dumps({
         "architectures": ["TheiaModel"], "backbone": None, "num_attention_heads": 2, "translator_type": "lconv",
         "target_feature_sizes": {t: list(s) for t, s in TARGETS.items()}}))
+    return folder
+
+
+def test_official_hf_dir_without_stats_then_reference_stats(tmp_path, student, stats):
+    """An official-style folder; stats given separately."""
+    folder = official_folder(tmp_path / "theia-tiny-official", student)
     imgs = uint8_images(seed=4)
     with pytest.raises(ValueError, match="stats=DIR"):
         load_theia(folder).teacher_features(imgs)
@@ -180,6 +185,38 @@ def test_official_hf_dir_without_stats_then_reference_stats(tmp_path, student, s
     save_feature_stats(partial, "efficientnet-lite0", *stats["efficientnet-lite0"])
     with pytest.raises(InputError, match="no feature statistics for teacher"):
         load_theia(folder, stats=partial)
+
+
+def test_hub_id_and_registry_name_load_from_the_hf_cache(tmp_path, monkeypatch, student):
+    """An official hub id, and the registry name that stands for it, resolve in the local HF cache (offline)."""
+    import huggingface_hub.constants as hub_constants
+
+    commit = "0" * 40  # the hub cache layout: models--owner--name/{refs/main, snapshots/<commit>/...}
+    repo = tmp_path / "models--theaiinstitute--theia-tiny-patch16-224-cdiv"
+    official_folder(repo / "snapshots" / commit, student)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(commit)
+    monkeypatch.setattr(hub_constants, "HF_HUB_CACHE", str(tmp_path))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    imgs = uint8_images(seed=12)
+    with torch.no_grad():
+        expected = student(channels_first(imgs))
+        for source in ("theaiinstitute/theia-tiny-patch16-224-cdiv", "theia-tiny"):
+            model = load_theia(source)
+            assert set(model.teacher_ids) == set(TARGETS)
+            out = model(imgs)
+            for tid in TARGETS:
+                torch.testing.assert_close(out[tid], expected[tid], **ATOL)
+
+
+def test_bundled_asset_carries_the_current_modeling_code():
+    """The shipped theia-offline folder's modeling_theia.py is theia_modeling.py (AutoModel runs that copy)."""
+    from theia_eval.encoders.theia_format import MODELING_FILE, modeling_source
+    from theia_eval.encoders.theia_offline import ASSET
+
+    assert (ASSET / MODELING_FILE).read_text() == modeling_source().read_text(), (
+        "theia_eval/assets/theia-offline/modeling_theia.py differs from theia_eval/encoders/theia_modeling.py: "
+        "copy it over (the asset must carry the code its AutoModel users run)")
 
 
 def test_save_theia_makes_a_pth_loadable_by_automodel(tmp_path, student, stats):

@@ -2,13 +2,13 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 from omegaconf import OmegaConf
 
 from theia_eval.config import to_yaml
 from theia_eval.errors import InputError
+from theia_eval.io import atomic_write_json
 from theia_eval.verbs import verb_config, verb_parser
 
 
@@ -44,7 +44,7 @@ def decode(argv: list[str]) -> int:
     run = DecodeRun(out=out, batch_size=int(c["batch_size"]), every=int(c["every"]), max_frames=c["max_frames"],
                     fps=c["fps"], max_images=int(c["max_images"]), score_images=c["score_images"])
     records = decode_media(decoding, str(c["media"]), run)
-    (out / "decode.json").write_text(json.dumps({"model": c["model"], "records": records}, indent=2) + "\n")
+    atomic_write_json(out / "decode.json", {"model": c["model"], "records": records})
     for r in records:
         written = [r[k] for k in ("png", "mp4") if k in r]
         print(f"{r['media']}: {written if len(str(written)) < 300 else str(len(r['png'])) + ' PNG rows'}")

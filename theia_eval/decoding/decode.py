@@ -9,7 +9,6 @@ extras) also get fidelity.json: how close decoded depth and segmentation are to 
 """
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ from theia_eval.decoding.decoders import Decoder, DecodeSettings, Panel, Teacher
 from theia_eval.decoding.fidelity import Fidelity
 from theia_eval.decoding.panels import Mp4Writer, caption_lines, compose_row, save_png
 from theia_eval.errors import InputError
+from theia_eval.io import atomic_write_json
 from theia_eval.settings import DecodeConfig
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
@@ -35,9 +35,12 @@ def teacher_infos(model) -> list[TeacherInfo]:
             for t in model.teacher_ids]
 
 
-def pick_teachers(infos: list[TeacherInfo], wanted: list[str] | None) -> list[TeacherInfo]:
+def pick_teachers(infos: list[TeacherInfo], wanted: list[str] | str | None) -> list[TeacherInfo]:
+    """The chosen teachers (ids or names; one name alone is one teacher), all of them for None / []."""
     if not wanted:
         return infos
+    if isinstance(wanted, str):
+        wanted = [wanted]
     known = {i.id: i for i in infos} | {i.name: i for i in infos}
     missing = [w for w in wanted if w not in known]
     if missing:
@@ -49,7 +52,7 @@ def pick_teachers(infos: list[TeacherInfo], wanted: list[str] | None) -> list[Te
 class Decoding:
     """A student plus one decoder per chosen teacher: uint8 images -> composed panel rows."""
 
-    def __init__(self, model, settings: DecodeSettings | None = None, teachers: list[str] | None = None,
+    def __init__(self, model, settings: DecodeSettings | None = None, teachers: list[str] | str | None = None,
                  on_missing_weights: str = "error"):
         self.model = model.eval()
         self.settings = settings or DecodeSettings(size=model.config.image_size)
@@ -227,7 +230,7 @@ def decode_samples(decoding: Decoding, item: MediaItem, run: DecodeRun) -> dict:
     out = {"media": item.name, "samples": count, "png": pngs}
     if fidelity.active and fidelity.images:
         out["fidelity"] = fidelity.summary()
-        (run.out / "fidelity.json").write_text(json.dumps(out["fidelity"], indent=2) + "\n")
+        atomic_write_json(run.out / "fidelity.json", out["fidelity"])
     return out
 
 

@@ -19,7 +19,8 @@ from theia_eval.distill.stats import RunningStats
 from theia_eval.io import atomic_write_text
 
 META_KEYS = ("command", "student", "image_size", "params_m", "targets", "data", "images", "train_images",
-             "val_images", "steps", "steps_done", "batch_size", "lr", "world_size", "device", "wall_s", "val")
+             "val_images", "steps", "steps_done", "batch_size", "lr", "world_size", "device", "wall_s", "val",
+             "stats_from")
 
 
 def export_run(model, path: Path, summary: dict, stats: dict[str, RunningStats]) -> Path:
@@ -71,6 +72,8 @@ def card(summary: dict) -> str:
         f"- steps: {steps_line(summary)} at global batch {summary['batch_size']} (lr {summary['lr']:.3g}), "
         f"{summary['world_size']} process(es) on {summary['device']}",
         f"- targets: {summary['targets']}; wall time {summary['wall_s']} s (timings {summary['timings_s']})",
+        *([f"- target statistics: read from {summary['stats_from']} (stats=), not computed from the data"]
+          if summary.get("stats_from") else []),
         *([f"- compute: autocast {summary['amp']}, attention {summary['attention']}, {summary['threads']} thread(s)"]
           if summary.get("attention") else []), "",
         "Fit per teacher (standardised targets; cosine = mean per-image cosine of the whole map):", "",

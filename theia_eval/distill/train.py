@@ -131,7 +131,12 @@ class Distiller:
             raise InputError(f"targets={self.cfg.targets!r}: use cached (extract once, then train) or online.")
         t0 = time.perf_counter()
         self.cached = self.setup_cached() if self.cfg.targets == "cached" else None
-        self.stats = self.cached.stats() if self.cached else self.online_stats()
+        if self.cached is None:
+            self.teacher_info = [t.describe() for t in self.teachers]
+        if self.cfg.stats:  # given statistics replace the computed ones, in either targets mode
+            self.stats = [load_stats(self.cfg.stats, t.id, t.dim) for t in self.teachers]
+        else:
+            self.stats = self.cached.stats() if self.cached else self.online_stats()
         self.timings["targets_s"] = time.perf_counter() - t0
         self.standardize = [Standardizer(s, self.train_cfg.min_std).to(self.device) for s in self.stats]
         self.setup_model()
@@ -158,13 +163,10 @@ class Distiller:
         return CachedTargets(caches, self.source.keys)
 
     def online_stats(self) -> list[RunningStats]:
-        """Stats from stats=DIR, from this run's stats/ (resume), or one pass over the data source.
+        """Stats from this run's stats/ (resume), or one pass over the data source (stats=DIR skips both).
 
         Like the cache, the pass covers every image of the source (held-out ones too), so cached and online
         runs standardise with identical statistics."""
-        self.teacher_info = [t.describe() for t in self.teachers]
-        if self.cfg.stats:
-            return [load_stats(self.cfg.stats, t.id, t.dim) for t in self.teachers]
         own = self.run_dir / "stats"
         if self.cfg.resume and (own / ".complete").is_file():
             return [load_stats(own, t.id, t.dim) for t in self.teachers]
@@ -429,7 +431,8 @@ class Distiller:
                "lr": self.lr, "world_size": self.dist.world, "device": str(self.device),
                "wall_s": round(wall, 1), "timings_s": {k: round(v, 2) for k, v in self.timings.items()},
                "train": getattr(self, "last_train", None), "val": getattr(self, "last_val", None),
-               "held_out": self.held_out_rule(), "amp": str(self.amp).replace("torch.", ""),
+               "held_out": self.held_out_rule(), "stats_from": self.cfg.stats or None,
+               "amp": str(self.amp).replace("torch.", ""),
                "attention": getattr(self, "attention", None), "threads": torch.get_num_threads()}
         if getattr(self, "extract_report", None):
             out["cache"] = self.extract_report
