@@ -25,6 +25,12 @@ class EncoderEntry:
 ENTRY_KEYS = {"name", "label", "weights", "heads", "families"}
 
 
+def folder_name(encoder: str) -> str:
+    """An encoder name or label as one folder name: '/' -> '_' (hf:/models/vit -> hf:_models_vit; registry names
+    have no '/' and are unchanged), so a hub id or a directory in the name does not nest run folders."""
+    return encoder.replace("/", "_")
+
+
 def entry_list(item: Mapping, key: str, example: str) -> tuple[str, ...] | None:
     """An optional non-empty list setting of an encoder entry."""
     value = item.get(key)

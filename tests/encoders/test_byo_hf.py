@@ -1,6 +1,7 @@
-"""hf:<hub id or directory>: tiny random-weight transformers checkpoints of six kinds (DINOv2 with registers, a SigLIP
-vision tower in a full SigLIP checkpoint, ConvNeXt saved as a classifier, ResNet, Swin, distilled DeiT without a
-pooler) checked against transformers' own forward and image processors, the facts cache, and the error paths."""
+"""hf:<hub id or directory>: tiny random-weight transformers checkpoints of seven kinds (DINOv2 with registers, the
+SigLIP and CLIP vision towers of full SigLIP / CLIP checkpoints, ConvNeXt saved as a classifier, ResNet, Swin, distilled
+DeiT without a pooler) checked against transformers' own forward and image processors, the facts cache, and the error
+paths."""
 from __future__ import annotations
 
 import json
@@ -56,6 +57,16 @@ def siglip_full():  # the layout of google/siglip-*: a full SiglipModel, text to
     return model, T.SiglipImageProcessor(size={"height": 32, "width": 32})
 
 
+def clip_full():  # the layout of openai/clip-vit-*: a full CLIPModel, text tower and projections included
+    model = T.CLIPModel(T.CLIPConfig(
+        vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+                           image_size=32, patch_size=8),
+        text_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
+                         vocab_size=99, max_position_embeddings=16, bos_token_id=0, eos_token_id=1, pad_token_id=1),
+        projection_dim=16))
+    return model, T.CLIPImageProcessor(size={"shortest_edge": 36}, crop_size={"height": 32, "width": 32})
+
+
 def convnext_classifier():  # facebook/convnext-*: saved as ConvNextForImageClassification
     model = T.ConvNextForImageClassification(T.ConvNextConfig(hidden_sizes=[8, 16], depths=[1, 1], num_stages=2,
                                                               num_labels=3))
@@ -94,6 +105,11 @@ def ref_siglip(path, x):
     return seq_tokens(out.last_hidden_state, 0, 4), out.pooler_output
 
 
+def ref_clip(path, x):  # pooler_output: the CLS token after post_layernorm (before the visual projection)
+    out = T.CLIPModel.from_pretrained(path).vision_model(pixel_values=x)
+    return seq_tokens(out.last_hidden_state, 1, 4), out.pooler_output
+
+
 def ref_convnext(path, x):
     out = T.ConvNextForImageClassification.from_pretrained(path).convnext(pixel_values=x)
     return out.last_hidden_state.permute(0, 2, 3, 1), out.pooler_output
@@ -118,6 +134,7 @@ def ref_deit(path, x):
 CASES: dict[str, tuple[Callable, Callable, str, tuple]] = {
     "dinov2-registers": (dinov2_registers, ref_dinov2_registers, "Dinov2WithRegistersModel", ((4, 4), 32, 32, "pooled")),
     "siglip": (siglip_full, ref_siglip, "SiglipVisionModel", ((4, 4), 32, 32, "pooled")),
+    "clip": (clip_full, ref_clip, "CLIPVisionModel", ((4, 4), 32, 32, "pooled")),
     "convnext": (convnext_classifier, ref_convnext, "ConvNextModel", ((4, 4), 16, 16, "pooled")),
     "resnet": (resnet, ref_resnet, "ResNetModel", ((4, 4), 16, 16, "pooled")),
     "swin": (swin, ref_swin, "SwinModel", ((4, 4), 16, 16, "pooled")),
@@ -187,16 +204,22 @@ def test_facts_are_counted_once_and_cached_by_config(dirs, facts_cache, monkeypa
     assert get_encoder_config(f"hf:{dirs['dinov2-registers']}").gflops == cfg.gflops
 
 
-def test_hub_id_from_the_cache_random_weights_and_other_weights(dirs, tmp_path, monkeypatch, odd_images):
-    import huggingface_hub.constants as hub_constants
-
-    commit = "0" * 40  # the hub cache layout: models--owner--name/{refs/main, snapshots/<commit>/...}
-    repo = tmp_path / "hub" / "models--acme--tiny-swin"
+def to_hub_cache(folder: str | Path, cache: Path, repo_id: str) -> None:
+    """Copy a checkpoint folder into the Hugging Face hub cache layout: models--owner--name/{refs/main,
+    snapshots/<commit>/...}."""
+    commit = "0" * 40
+    repo = cache / f"models--{repo_id.replace('/', '--')}"
     (repo / "snapshots" / commit).mkdir(parents=True)
-    for f in Path(dirs["swin"]).iterdir():
+    for f in Path(folder).iterdir():
         (repo / "snapshots" / commit / f.name).write_bytes(f.read_bytes())
     (repo / "refs").mkdir()
     (repo / "refs" / "main").write_text(commit)
+
+
+def test_hub_id_from_the_cache_random_weights_and_other_weights(dirs, tmp_path, monkeypatch, odd_images):
+    import huggingface_hub.constants as hub_constants
+
+    to_hub_cache(dirs["swin"], tmp_path / "hub", "acme/tiny-swin")
     monkeypatch.setattr(hub_constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
     enc = create_encoder("hf:acme/tiny-swin")
     assert enc.weights_id == "acme/tiny-swin" and enc.config.hub_id == "acme/tiny-swin"
@@ -236,6 +259,25 @@ def test_a_text_model_is_not_a_vision_model(tmp_path, capsys):
         create_encoder(f"hf:{tmp_path / 'bert'}")
     assert main(["encoders", f"hf:{tmp_path / 'bert'}"]) == 2
     assert "not a vision model" in capsys.readouterr().err
+
+
+def test_an_id_that_is_not_a_vision_model(tmp_path, monkeypatch, capsys):
+    """A hub id found in the cache whose model is an audio encoder (input_values): refused, exit 2."""
+    import huggingface_hub.constants as hub_constants
+
+    T.Wav2Vec2Model(T.Wav2Vec2Config(
+        hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32, conv_dim=(8, 8),
+        conv_stride=(5, 2), conv_kernel=(10, 3), num_conv_pos_embeddings=4, num_conv_pos_embedding_groups=2,
+    )).save_pretrained(tmp_path / "wav2vec2")
+    T.Wav2Vec2FeatureExtractor().save_pretrained(tmp_path / "wav2vec2")  # its preprocessor_config.json
+    to_hub_cache(tmp_path / "wav2vec2", tmp_path / "hub", "acme/tiny-wav2vec2")
+    monkeypatch.setattr(hub_constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    with pytest.raises(InputError, match=r"'wav2vec2' model, which is not a vision model.*Wav2Vec2Model \(input: "
+                                         r"input_values\)"):
+        get_encoder_config("hf:acme/tiny-wav2vec2")
+    assert main(["encoders", "hf:acme/tiny-wav2vec2"]) == 2
+    err = capsys.readouterr().err
+    assert "not a vision model" in err and "pixel_values" in err
 
 
 def test_unreadable_directories(dirs, tmp_path, capsys):

@@ -107,6 +107,17 @@ def test_entry_point_plugins_are_listed_with_their_facts(installed, capsys):
     assert "theia_test_plugin:build (0.1)" in rows["tiny-patchnet"]["weights source"]
 
 
+def test_a_broken_plugin_does_not_hide_the_listing(installed, capsys):
+    """`theia-eval encoders` lists every encoder, marks the plugin that cannot be imported, then exits 2 naming it."""
+    assert main(["encoders", "--json"]) == 2
+    captured = capsys.readouterr()
+    rows = {r["name"]: r for r in json.loads(captured.out)}
+    assert rows["pixels"]["family"] == "baseline" and rows["tiny-patchnet"]["grid"] == "4x4"
+    assert "could not import the plugin module 'theia_test_plugin_missing'" in rows["broken-import"]["error"]
+    assert "1 listed encoder(s) could not be described: encoder 'broken-import'" in captured.err
+    assert "uninstall the package" in captured.err
+
+
 def test_plugin_matches_its_own_forward(installed, rng):
     images = rng.integers(0, 256, size=(3, 50, 60, 3), dtype=np.uint8)
     enc = create_encoder("tiny-patchnet", weights="random:2")

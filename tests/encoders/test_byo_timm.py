@@ -90,7 +90,7 @@ def test_preprocess_matches_timm_eval_transform(name, folders, rng):
     torch.testing.assert_close(ours, theirs, atol=0.06, rtol=0)
 
 
-def test_a_weights_file_the_hf_cache_and_random_weights(folders, tmp_path, monkeypatch, rng):
+def test_a_weights_file_a_hub_id_the_hf_cache_and_random_weights(folders, tmp_path, monkeypatch, rng):
     import huggingface_hub.constants as hub_constants
 
     images = rng.integers(0, 256, size=(2, 64, 64, 3), dtype=np.uint8)
@@ -115,7 +115,14 @@ def test_a_weights_file_the_hf_cache_and_random_weights(folders, tmp_path, monke
     monkeypatch.setattr(hub_constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
     default = create_encoder("timm:test_resnet")
     assert default.weights_id == "timm/test_resnet.r160_in1k"
-    torch.testing.assert_close(default(images).tokens, create_encoder("timm:test_resnet", weights=folder)(images).tokens)
+    from_folder = create_encoder("timm:test_resnet", weights=folder)(images).tokens
+    torch.testing.assert_close(default(images).tokens, from_folder)
+    by_id = create_encoder("timm:test_resnet", weights="timm/test_resnet.r160_in1k")  # weights=<hub id>, offline
+    assert by_id.weights_id == "timm/test_resnet.r160_in1k"
+    torch.testing.assert_close(by_id(images).tokens, from_folder)
+    with pytest.raises(WeightsNotFoundError, match=r"'acme/absent' is not an existing directory.*not in the Hugging "
+                                                   r"Face cache .*hub"):
+        create_encoder("timm:test_resnet", weights="acme/absent")
     state = torch.random.get_rng_state()
     a = create_encoder("timm:test_vit", weights="random:1")(images)
     assert torch.equal(torch.random.get_rng_state(), state)

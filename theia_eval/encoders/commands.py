@@ -11,14 +11,23 @@ from theia_eval.encoders.base import EncoderConfig
 from theia_eval.encoders.registry import create_encoder, get_encoder_config, list_encoders
 from theia_eval.encoders.weights import weights_available
 from theia_eval.verbs import verb_config, verb_parser
-from theia_eval.errors import InputError
+from theia_eval.errors import InputError, TheiaEvalError
 
 COLUMNS = ("name", "family", "params_M", "GFLOPs", "grid", "channels", "input", "weights source", "offline")
 
 
-def registry_rows(pattern: str = "*") -> list[dict]:
-    """One dict per registry entry with the facts shown by `theia-eval encoders`."""
-    return [config_row(get_encoder_config(n)) for n in list_encoders(pattern)]
+def registry_rows(pattern: str = "*") -> tuple[list[dict], list[TheiaEvalError]]:
+    """One dict per listed encoder with the facts shown by `theia-eval encoders`, and the errors of those whose
+    facts could not be worked out (an installed plugin that fails): they get a row that says so."""
+    rows, problems = [], []
+    for name in list_encoders(pattern):
+        try:
+            rows.append(config_row(get_encoder_config(name)))
+        except TheiaEvalError as exc:
+            problems.append(exc)
+            rows.append({**dict.fromkeys((*COLUMNS, "summary_dim", "license", "summary"), "?"), "name": name,
+                         "weights source": "error: see below", "error": str(exc)})
+    return rows, problems
 
 
 def config_row(c: EncoderConfig) -> dict:
@@ -96,8 +105,12 @@ def run(argv: list[str]) -> int:
     args, cfg = verb_config(_parser(), argv, "encoders")
     name = args.name
     if name is None or any(ch in name for ch in "*?["):
-        rows = registry_rows(name or cfg.pattern)
+        rows, problems = registry_rows(name or cfg.pattern)
         print(json.dumps(rows, indent=2) if args.json else format_table(rows))
+        if problems:  # the table is printed first, so one broken plugin does not hide the others
+            raise InputError(f"{len(problems)} listed encoder(s) could not be described: "
+                             + " | ".join(str(p) for p in problems)
+                             + " Fix or uninstall the package that adds it (entry-point group theia_eval.encoders).")
         return 0
     images, names = load_images(args.image)
     report = encode_report(name, cfg.weights, images, names, cfg.device, cfg.dtype)

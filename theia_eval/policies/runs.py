@@ -1,13 +1,13 @@
 """A behaviour-cloning run directory and the training of one task into it (used by `theia-eval train` and the
 sweep's train stage).
 
-A run directory (<out_dir>/<task>/<encoder>/<head>/seed<seed>) holds config.yaml (the resolved config and
-the command), last.pt / best.pt, eval/epoch_NNN.json (eval_info of every evaluation), metrics.json
-(best- and last-checkpoint success, both labelled) and optional videos/. Before any work the demo file is
-checked against the task it is used for (task, suite, camera, render settings) and a run directory's stored
-config.yaml against the new settings (a finished or started run with other settings is refused: use a new
-out_dir, or force=true to discard it and train again), as are checkpoints against the run they are resumed
-into or evaluated for.
+A run directory (<out_dir>/<task>/<encoder>/<head>/seed<seed>, '/' in names made '_') holds config.yaml (the
+resolved config and the command), last.pt / best.pt, eval/epoch_NNN.json (eval_info of every evaluation),
+metrics.json (best- and last-checkpoint success, both labelled) and optional videos/. Before any work the demo
+file is checked against the task it is used for (task, suite, camera, render settings) and a run directory's
+stored config.yaml against the new settings (a finished or started run with other settings is refused: use a new
+out_dir, or force=true to discard it and train again), as are checkpoints against the run they are resumed into
+or evaluated for.
 """
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 from omegaconf import DictConfig, OmegaConf
 
 from theia_eval.config import config_changes, load_config_file
+from theia_eval.encoder_entry import folder_name
 from theia_eval.errors import InputError
 from theia_eval.provenance import portable
 
@@ -75,7 +76,8 @@ def read_demo_meta(path: Path, spec: TaskSpec, force: bool = False) -> DatasetMe
 
 
 def run_dir(cfg: DictConfig, spec: TaskSpec) -> Path:
-    return Path(cfg.out_dir) / spec.name.replace("/", "_") / cfg.encoder / cfg.head / f"seed{cfg.seed}"
+    """<out_dir>/<task>/<encoder>/<head>/seed<seed>, each '/' of the task and encoder names made '_'."""
+    return Path(cfg.out_dir) / spec.name.replace("/", "_") / folder_name(cfg.encoder) / cfg.head / f"seed{cfg.seed}"
 
 
 def run_config(cfg: DictConfig, spec: TaskSpec, demos: Path) -> DictConfig:

@@ -27,7 +27,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from theia_eval.config import to_plain
-from theia_eval.encoder_entry import ENTRY_KEYS, EncoderEntry, entry_list, parse_encoder  # noqa: F401
+from theia_eval.encoder_entry import ENTRY_KEYS, EncoderEntry, entry_list, folder_name, parse_encoder  # noqa: F401
 from theia_eval.errors import InputError, unknown_name
 from theia_eval.hashing import stable_hash
 from theia_eval.schema import check_config
@@ -513,7 +513,7 @@ def cell_job(base: DictConfig, enc: EncoderEntry, task: str, head: str, seed: in
     ident.update(encoder={"name": enc.name, "weights": enc.weights_key},
                  demos={k: recipe[k] for k in DEMO_IDENTITY})
     config_hash = stable_hash(ident, 16)
-    cfg["out_dir"] = str(out_dir / "runs" / enc.label.replace("/", "_") / config_hash[:12])
+    cfg["out_dir"] = str(out_dir / "runs" / folder_name(enc.label) / config_hash[:12])
     devs = deviations(cfg, recipe, spec.suite)
     return TrainJob(config_hash, config_hash, enc.label, enc, task, spec.suite, head, kind, seed, cfg,
                     protocol_label(devs), devs, sweep)
