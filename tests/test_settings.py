@@ -53,6 +53,30 @@ def test_every_checked_key_is_a_setting():
         assert not missing, f"{verb}: schema keys without a setting: {sorted(missing)}"
 
 
+@pytest.mark.parametrize("verb", VERBS)
+def test_every_setting_has_a_rule(verb):
+    """Every key a verb's settings class declares is type- and range-checked (theia_eval.schema) before any work."""
+    from theia_eval.schema import rule_for
+
+    assert verb in SCHEMAS, f"theia_eval.schema has no SCHEMAS['{verb}']"
+    keys = [k for k, _, _ in settings._leaves(settings.VERB_CONFIGS[verb].cls)]
+    if verb == "distill":
+        keys += [f"frames.{k}" for k, _, _ in settings._leaves(settings.FramesConfig)]
+    unchecked = [k for k in keys if rule_for(SCHEMAS[verb], k) is None]
+    assert not unchecked, f"{verb}: settings without a rule in theia_eval.schema: {unchecked}"
+
+
+def test_every_default_passes_its_rule():
+    """The shipped defaults are allowed values (a rule that refuses a default is wrong)."""
+    from theia_eval.schema import problems
+
+    for verb in VERBS:
+        values = settings.defaults(verb)
+        if verb == "distill":
+            values["frames"] = settings.defaults("frames")
+        assert problems(verb, OmegaConf.to_container(OmegaConf.create(values), resolve=False)) == [], verb
+
+
 def test_library_dataclasses_take_the_verb_defaults():
     from theia_eval.decoding.decoders import DecodeSettings, SamOptions
     from theia_eval.distill.frames import FrameSettings

@@ -162,7 +162,8 @@ FRAMES = {
     "exclude_tasks": any_of(text(), list_of(text()), null="none"), "num_frames": count(),
     "cameras": any_of(text(), list_of(text()), null="each task's cameras"), "resolution": count(), "preset": text(),
     "expert_fraction": fraction(), "action_noise": number(0), "frame_stride": count(), "frames_per_episode": count(),
-    "shard_size": count(), "seed": SEED, "out": output_dir(null="the data root"),
+    "shard_size": count(), "seed": SEED, "out": output_dir(null="the data root"), "task_block": count(),
+    "max_open_envs": count(),
 }
 
 SCHEMAS: dict[str, dict[str, Rule]] = {
@@ -217,6 +218,7 @@ SCHEMAS: dict[str, dict[str, Rule]] = {
         "train.steps": count(null="epochs x batches per epoch"), "train.epochs": number(0, low_open=True),
         "train.batch_size": count(), "train.grad_accum": count(), "train.base_lr": number(0, low_open=True),
         "train.lr_base_batch": count(), "train.warmup_ratio": fraction(), "train.warmup_start_factor": fraction(),
+        "train.lr_decay": choice("none", "cosine"), "train.lr_final_factor": fraction(),
         "train.weight_decay": number(0), "train.betas": list_of(fraction(high_open=True)),
         "train.translator_lr_factor": number(0, low_open=True), "train.cos_weight": number(0),
         "train.l1_weight": number(0), "train.amp": choice("auto", "bf16", "fp16", "off"), "train.compile": flag(),
