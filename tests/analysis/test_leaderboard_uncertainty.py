@@ -123,6 +123,20 @@ def test_moved_run_directories_are_found_and_missing_ones_are_named(tmp_path, ca
     assert "Per-episode outcomes missing for 1 evaluation(s)" in md and "6/25 [" in md  # its count still counts
 
 
+def test_a_damaged_eval_file_is_named_and_its_count_used(tmp_path, monkeypatch):
+    """An eval file cut short by a kill is not a traceback: the row falls back to its count, the note names it."""
+    from theia_eval.analysis.outputs import leaderboard_data
+
+    monkeypatch.chdir(tmp_path)
+    rows = ranked_rows("results/study")
+    cut = tmp_path / "results/study/runs/weak/conv/metaworld_b/seed100/eval/epoch_005.json"
+    cut.write_text(cut.read_text()[:40])
+    ResultsStore(tmp_path / "results/study/results.sqlite").append(rows)
+    (sec,), _ = leaderboard_data(tmp_path / "results/study/results.sqlite")
+    assert len(sec.episodes) == len(rows) and not sec.episodes[("weak", "conv", "best", "metaworld/b", 100)].paired
+    assert len(sec.notes) == 1 and re.search(r"\(best\): eval file .*epoch_005.json is not valid JSON", sec.notes[0])
+
+
 def test_per_episode_scores_get_bootstrap_intervals(tmp_path, capsys):
     rng = np.random.default_rng(1)
     rows = []

@@ -184,3 +184,18 @@ def test_a_refused_publish_leaves_dest_as_it_was(reference, monkeypatch, capsys)
         assert not [p for p in base.iterdir() if ".publish-" in p.name]
     finally:
         journal.write_text(original)
+
+
+def test_job_journal_cut_short_by_a_kill_is_read_and_a_damaged_one_named(tmp_path, caplog):
+    """jobs.jsonl: the record a killed job was writing (no newline) is skipped with a warning; a bad line
+    elsewhere is an InputError naming the file and line."""
+    from theia_eval.errors import InputError
+    from theia_eval.sweeps.publish import read_journal
+
+    journal = tmp_path / "jobs.jsonl"
+    journal.write_text('{"stage": "train", "seconds": 3}\n\n{"stage": "embed", "seconds": 1}\n{"stage": "tr')
+    assert [j["stage"] for j in read_journal(journal)] == ["train", "embed"]
+    assert "cut short" in caplog.text
+    journal.write_text('{"stage": "train"}\n{"stage": "tr\n{"stage": "embed"}\n')
+    with pytest.raises(InputError, match=r"jobs.jsonl line 2 is not valid JSON.*Delete that line"):
+        read_journal(journal)

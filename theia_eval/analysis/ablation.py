@@ -15,7 +15,6 @@ from its store, held-out fits computed once per student and kept in OUT/heldout/
 """
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -26,7 +25,7 @@ import numpy as np
 from theia_eval.analysis.leaderboard import CHECKPOINTS, Section, TaskScore
 from theia_eval.analysis.uncertainty import Estimate, Resampling
 from theia_eval.errors import InputError
-from theia_eval.io import atomic_write_json, atomic_write_text
+from theia_eval.io import atomic_write_json, atomic_write_text, read_json
 
 FitFn = Callable[[str, str], dict]  # (source, run_dir) -> heldout_fit(..., per_image=True) result
 
@@ -210,7 +209,7 @@ def cached_fit(combo: Combo, out_dir: Path, fit_fn: FitFn) -> dict:
     key = files_key(Path(combo.run_dir) / "export")
     path = out_dir / "heldout" / f"{combo.label}.json"
     if path.is_file():
-        kept = json.loads(path.read_text())
+        kept = read_json(path, "kept held-out fit")
         if kept.get("weights_key") == key:
             return kept
     fit = {**fit_fn(combo.run_dir, combo.run_dir), "weights_key": key}
@@ -229,7 +228,7 @@ def ablation_report(sweep_dir: str | Path, out_dir: str | Path | None = None, st
     plan_path = sweep_dir / "plan.json"
     if not plan_path.is_file():
         raise InputError(f"{sweep_dir} has no plan.json; pass the out_dir of a `theia-eval sweep` run.")
-    plan = json.loads(plan_path.read_text())
+    plan = read_json(plan_path, "the sweep plan (written by `theia-eval sweep`)")
     combos = combos_from_plan(plan)
     missing = [c.label for c in combos if not (Path(c.run_dir) / "export").is_dir()]
     if missing:

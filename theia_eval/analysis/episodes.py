@@ -10,13 +10,15 @@ score match the row. When no file matches, success rows fall back to k = success
 """
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from theia_eval.errors import InputError
+from theia_eval.io import read_json
 
 SUCCESS = "success"
 
@@ -75,7 +77,10 @@ def episode_scores(info: dict, metric: str) -> np.ndarray:
 
 def from_file(path: Path, row) -> tuple[Episodes | None, str]:
     """The episodes of a row's eval file, or None and why the file does not belong to the row."""
-    info = json.loads(path.read_text())
+    try:
+        info = read_json(path, "eval file")
+    except InputError as exc:  # reported in the section's notes; the row falls back to its success count
+        return None, str(exc)
     if info.get("task") != row.task:
         return None, f"{path} is an evaluation of {info.get('task')}, not {row.task}"
     scores = episode_scores(info, row.metric)

@@ -19,17 +19,19 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import logging
 import os
 import shutil
 from dataclasses import asdict
 from pathlib import Path
 
 from theia_eval.errors import InputError
-from theia_eval.io import atomic_write_json, atomic_write_text
+from theia_eval.io import atomic_write_json, atomic_write_text, read_json
 from theia_eval.provenance import absolute_paths, machine_line, portable
 
 LIGHT_FILES = ("config.yaml", "metrics.json", "rows.json", "eval_info*.json", "eval/*.json", "*.md")
 TEXT_SUFFIXES = {".json", ".yaml", ".md", ".csv", ".html", ".txt", ".jsonl"}
+log = logging.getLogger(__name__)
 
 
 def stored_path(value: str, sweep_dir: Path) -> Path:
@@ -128,16 +130,33 @@ def cells_markdown(cells: list[dict], name: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def read_journal(path: Path) -> list[dict]:
+    """The records of jobs.jsonl. A last line without its newline is a record a killed job was writing: skipped
+    (that job is not finished). Any other line that is not JSON means the file is damaged: an InputError."""
+    text = path.read_text()
+    lines = text.split("\n")
+    complete, cut = lines[:-1], lines[-1]  # cut: "" when the file ends with a newline
+    jobs = []
+    for number, line in enumerate(complete, 1):
+        if not line.strip():
+            continue
+        try:
+            jobs.append(json.loads(line))
+        except ValueError as exc:
+            raise InputError(f"{path} line {number} is not valid JSON ({exc}): the job journal is damaged. Delete "
+                             "that line (or the file: run_info then falls back to the stage folders) and publish "
+                             "again.") from exc
+    if cut.strip():
+        log.warning("%s ends with a record cut short (a job killed while writing it): skipped", path)
+    return jobs
+
+
 def stage_times(sweep_dir: Path) -> tuple[list[dict], dict[str, float], list[dict]]:
     """(jobs, seconds per stage, machines) from jobs.jsonl (written by every finished sweep job)."""
     from theia_eval.sweeps.launch import JOURNAL
 
     path = sweep_dir / JOURNAL
-    jobs = []
-    if path.is_file():
-        for line in path.read_text().splitlines():
-            if line.strip():
-                jobs.append(json.loads(line))
+    jobs = read_journal(path) if path.is_file() else []
     totals: dict[str, float] = {}
     machines: list[dict] = []
     for j in jobs:
@@ -197,7 +216,7 @@ def publish_sweep(sweep_dir: str | Path, dest: str | Path, claims=None, command:
     """Copy a sweep's finished cells and tables into `dest` (see the module doc); returns a summary."""
     sweep_dir, dest = Path(sweep_dir), Path(dest)
     plan_file = sweep_dir / "plan.json"
-    plan = json.loads(plan_file.read_text()) if plan_file.is_file() else {}
+    plan = read_json(plan_file, "the sweep plan (written by `theia-eval sweep`)") if plan_file.is_file() else {}
     store = Path(plan.get("store") or sweep_dir / "results.sqlite")  # a sweep may write to a shared store
     if not plan or not store.is_file():
         raise InputError(f"{sweep_dir} is not a sweep's out_dir (plan.json naming an existing results store "
