@@ -176,6 +176,11 @@ def setup_distill_run(root: Path, d: Path) -> None:
     (d / "run" / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
 
 
+def setup_damaged_plan(root: Path, d: Path) -> None:
+    (d / "sw").mkdir(parents=True)
+    (d / "sw" / "plan.json").write_text('{"name": "smoke", "sto')  # cut short by a kill
+
+
 def setup_file(root: Path, d: Path) -> None:
     d.mkdir(parents=True)
     (d / "a file").write_text("x\n")
@@ -264,6 +269,8 @@ CASES = [
     Case("train-negative-seed", [*TRAIN, "seed=-1"], r"seed=-1 is not allowed: seed must be an integer >= 0"),
     Case("train-other-task-demos", ["train", *RUN, f"demos={DW}", "out_dir={case}/runs", "cache_dir={case}/cache"],
          r"window-open.hdf5 holds demos of metaworld/window-open .*not of metaworld/drawer-open"),
+    Case("train-other-render-demos", [*TRAIN, "eval.resolution=128"],
+         r"rendered with preset=fast resolution=64 crop=56, but preset=fast resolution=128 crop=56 was requested.*force=true"),
     Case("train-other-camera-demos", ["train", *RUN, f"demos={CORNER}", "out_dir={case}/runs", "cache_dir={case}/cache"],
          r"rendered from camera 'corner' but metaworld/drawer-open is evaluated from 'top_cap2'.*force=true"),
     Case("train-unknown-head", [*TRAIN, "head=convv"], r"unknown policy head 'convv'.*Did you mean: conv"),
@@ -300,8 +307,31 @@ CASES = [
          r"holds a started run with other settings \(.*train.base_lr: 0.002 -> 0.01.*resume=false", setup=setup_distill_run),
     Case("distill-non-image-in-worker", [*DISTILL, "image_size=64", "targets=online", "train.num_workers=1", "extract_batch=1"],
          r"images/b.png is not an image file .*\(raised in DataLoader worker process 0\)"),
+    Case("distill-unknown-lr-decay", [*DISTILL, "train.lr_decay=linear"], r"train.lr_decay='linear' .*one of none, cosine"),
+    Case("distill-text-lr-final-factor", [*DISTILL, "train.lr_final_factor=abc"],
+         r"train.lr_final_factor='abc' \(a text\) is not allowed: .*a number >= 0 and <= 1"),
+    Case("frames-text-task-block", ["frames", "task_block=abc", "out={case}/frames"], r"task_block='abc' \(a text\) is not allowed"),
     Case("frames-zero-frames", ["frames", "num_frames=0", "out={case}/frames"], r"num_frames=0 is not allowed"),
     Case("frames-expert-fraction", ["frames", "expert_fraction=2", "out={case}/frames"], r"expert_fraction=2 is not allowed: .*>= 0 and <= 1"),
+    # decode
+    Case("decode-text-batch", ["decode", "media={root}/images", "batch_size=abc", "out={case}/dec"],
+         r"batch_size='abc' \(a text\) is not allowed: batch_size must be an integer >= 1"),
+    Case("decode-zero-every", ["decode", "media={root}/images", "every=0", "out={case}/dec"], r"every=0 is not allowed"),
+    Case("decode-fraction-top-k", ["decode", "media={root}/images", "top_k=1.5", "out={case}/dec"],
+         r"top_k=1.5 \(a fraction\) is not allowed"),
+    Case("decode-out-is-file", ["decode", "media={root}/images", "out={case}/a file"], r"out=.*a file is a file, not a folder",
+         setup=setup_file),
+    Case("decode-missing-media", ["decode", "media={root}/no such.png", "out={case}/dec"], r"media=.*no such.png does not exist"),
+    # publish / ablation
+    Case("publish-damaged-plan", ["publish", "sweep_dir={case}/sw", "dest={case}/pub"],
+         r"sweep plan .*plan.json is not valid JSON .*Delete it", setup=setup_damaged_plan),
+    Case("publish-without-dest", ["publish", "sweep_dir={case}/sw"], r"pass sweep_dir=DIR .* and dest=DIR"),
+    Case("publish-not-a-sweep", ["publish", "sweep_dir={root}/demos", "dest={case}/pub"], r"is not a sweep's out_dir"),
+    Case("ablation-damaged-plan", ["ablation", "sweep_dir={case}/sw"], r"sweep plan .*plan.json is not valid JSON",
+         setup=setup_damaged_plan),
+    Case("ablation-not-a-sweep", ["ablation", "sweep_dir={root}/demos"], r"has no plan.json"),
+    Case("ablation-few-resamples", ["ablation", "sweep_dir={root}/demos", "uncertainty.resamples=5"],
+         r"uncertainty.resamples=5 is not allowed: .*>= 100"),
     # sweep / analysis / quickstart
     Case("sweep-unknown-grid", ["sweep", "sweep=smok"], r"Could not find 'sweep/smok'"),
     Case("sweep-zero-jobs", ["sweep", "sweep=smoke", "jobs=0", "out_dir={case}/sw"], r"jobs=0 is not allowed"),
@@ -361,10 +391,8 @@ def test_bad_input_is_refused_cleanly(case: Case, root: Path):
 def test_table_covers_every_verb():
     from theia_eval.cli import VERBS
 
-    verbs = {"tasks", "encoders", "demos", "embed", "train", "evaluate", "distill", "frames", "sweep", "leaderboard",
-             "entropy", "quickstart"}
-    assert len(CASES) >= 40 and verbs <= set(VERBS)
-    assert {c.verb for c in CASES} >= verbs
+    assert len(CASES) >= 40 and len({c.id for c in CASES}) == len(CASES)
+    assert {c.verb for c in CASES} == set(VERBS), f"verbs without a bad-input case: {set(VERBS) - {c.verb for c in CASES}}"
 
 
 # --- paths that must work --------------------------------------------------------------------------
