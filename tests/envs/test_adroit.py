@@ -195,6 +195,16 @@ def test_import_pen_round_trip(tmp_path, pen_episodes, layout, state_key):
     assert dataset_info(out)["demos"] == 1
 
 
+def test_import_stores_the_actions_the_simulator_executed(tmp_path, pen_episodes):
+    """Minari records the policy's raw actions; the demo file holds them clipped to [-1, 1] as Adroit executes them."""
+    ep = dict(pen_episodes[0])
+    raw = np.linspace(-3, 3, ep["actions"].size, dtype=np.float32).reshape(ep["actions"].shape)
+    src = write_minari(tmp_path / "pen", [{**ep, "actions": raw}], "AdroitHandPen-v1", "json", "state")
+    import_minari_adroit(src, "adroit/pen", tmp_path / "pen.hdf5", render=SMALL, valid_fraction=0.0)
+    with open_demos(tmp_path / "pen.hdf5") as demos:
+        assert np.array_equal(demos[0].actions, np.clip(raw, -1, 1)[:25]) and (np.abs(raw) > 1).mean() > 0.5
+
+
 def test_import_relocate_recovers_the_ball_placement(tmp_path):
     def slide_ball(sim):  # the ball starts displaced from its body position: qpos slides != 0
         qpos, qvel = sim.data.qpos.copy(), sim.data.qvel.copy()

@@ -70,7 +70,7 @@ def test_demos_help_lists_config_keys(capsys):
 def test_demos_import(tmp_path, capsys):
     rng = np.random.default_rng(0)
     paths = [{"images": rng.integers(0, 256, (3, 16, 16, 3), dtype=np.uint8),
-              "actions": np.zeros((3, 4)), "rewards": np.zeros(3),
+              "actions": np.tile([2.0, -3.0, 0.5, 0.0], (3, 1)), "rewards": np.zeros(3),
               "env_infos": {"success": np.array([0, 1, 1], bool), "gripper_proprio": np.zeros((3, 4))}}]
     src = tmp_path / "hammer-v2-goal-observable.pickle"
     src.write_bytes(pickle.dumps(paths))
@@ -78,5 +78,6 @@ def test_demos_import(tmp_path, capsys):
     assert main(["demos", "--import", str(src), "task=metaworld/hammer", f"out={out}"]) == 0
     with open_demos(out) as demos:
         assert len(demos) == 1 and demos.meta.render.preset == "cortexbench-mujoco-py"
+        assert np.array_equal(demos[0].actions, np.tile([1.0, -1.0, 0.5, 0.0], (3, 1)))  # as executed: clipped
     assert main(["demos", "--import", str(src)]) == 2
     assert "needs task=" in capsys.readouterr().err

@@ -102,8 +102,7 @@ class TaskEnv:
                              f"got {action.shape}")
         if not np.all(np.isfinite(action)):
             raise InputError(f"action has non-finite values: {action}")
-        bound = self.task.action_bound
-        return np.clip(action, -bound, bound)  # what the simulators execute (they clip too)
+        return self.task.executed_actions(action)  # what the simulators execute (they clip too)
 
     def close(self) -> None:
         """Free the renderer's GL context and the simulator."""

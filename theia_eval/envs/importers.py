@@ -52,7 +52,8 @@ def _proprio(p: dict, task: TaskSpec, key: str | None, where: str) -> np.ndarray
 
 
 def path_to_episode(p: dict, task: TaskSpec, proprio_key: str | None, where: str) -> Episode:
-    """One CortexBench path dict as an Episode (seed unknown: -1)."""
+    """One CortexBench path dict as an Episode (seed unknown: -1); actions stored as the simulator executed them
+    (the pickles hold the expert's raw actions, some outside the task's bounds)."""
     missing = [k for k in ("images", "actions", "rewards") if k not in p]
     if missing:
         raise InputError(f"{where} lacks {missing}; CortexBench paths have images, actions, "
@@ -64,7 +65,7 @@ def path_to_episode(p: dict, task: TaskSpec, proprio_key: str | None, where: str
     state = np.asarray(p.get("observations", np.zeros((n, 0))), dtype=np.float32)
     success = np.asarray(p.get("env_infos", {}).get("success", np.zeros(n)), dtype=bool)
     return Episode(rgb=images, proprio=_proprio(p, task, proprio_key, where), state=state,
-                   actions=np.asarray(p["actions"], dtype=np.float32),
+                   actions=task.executed_actions(np.asarray(p["actions"], dtype=np.float32)),
                    rewards=np.asarray(p["rewards"], dtype=np.float32), success=success, seed=-1)
 
 

@@ -72,6 +72,11 @@ class TaskSpec:
     # "scripted-expert" (code-only experts); tunable experts (the DMC and Adroit planners) name their settings
     expert_source: Callable[[TaskSpec], str] | None = None
 
+    def executed_actions(self, actions: np.ndarray) -> np.ndarray:
+        """Actions as the simulator executes them (clipped to [-action_bound, action_bound]): what demo files
+        store, whatever a policy or an imported file asked for."""
+        return np.clip(actions, -self.action_bound, self.action_bound)
+
 
 @dataclass(frozen=True)
 class SuiteSpec:

@@ -256,6 +256,7 @@ def import_minari_adroit(dataset: str | Path, task: str, out_path: str | Path,
                     if num_demos is not None and len(kept) >= num_demos:
                         break
                     episode, success = replay_episode(sim, renderer, camera, f[name], f"{main}:{name}")
+                    episode.actions = spec.executed_actions(episode.actions)  # Minari records the policy's raw ones
                     if successful_only and not success:
                         skipped += 1
                         continue
