@@ -273,6 +273,8 @@ CASES = [
          r"rendered with preset=fast resolution=64 crop=56, but preset=fast resolution=128 crop=56 was requested.*force=true"),
     Case("train-other-camera-demos", ["train", *RUN, f"demos={CORNER}", "out_dir={case}/runs", "cache_dir={case}/cache"],
          r"rendered from camera 'corner' but metaworld/drawer-open is evaluated from 'top_cap2'.*force=true"),
+    Case("train-unknown-split", [*TRAIN, "split=validd"], r"has no mask/validd; available splits: \['train', 'valid'\] "
+         r"\(split=null, the default, uses all demos\)"),
     Case("train-unknown-head", [*TRAIN, "head=convv"], r"unknown policy head 'convv'.*Did you mean: conv"),
     Case("train-unknown-fusion", [*TRAIN, "bc.fusion=flair"], r"unknown .*fusion.*'flair'"),
     Case("train-unknown-preset", [*TRAIN, "eval.preset=fastest"], r"unknown render preset 'fastest'"),

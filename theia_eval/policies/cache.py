@@ -215,7 +215,7 @@ class HDF5DemoSource:
         if masks is None or self.split not in masks:
             have = sorted(masks.keys()) if masks is not None else []
             raise InputError(f"{self.path} has no mask/{self.split}; available splits: {have or 'none'} "
-                             "(use split=None for all demos).")
+                             "(split=null, the default, uses all demos).")
         names = [n.decode() if isinstance(n, bytes) else str(n) for n in masks[self.split][()]]
         absent = [n for n in names if n not in data]
         if absent:
