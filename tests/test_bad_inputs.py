@@ -439,6 +439,47 @@ def test_a_killed_embed_leaves_nothing_the_next_run_keeps(root: Path, tmp_path: 
     assert sorted(p.name for p in (cache / "pixels").iterdir()) == sorted([built.name, f"{built.name}.lock"])
 
 
+def test_leftovers_of_killed_writers_are_removed_by_the_next_writer(tmp_path: Path):
+    """Partial frame sets, target-cache shards and exports of a killed process of this machine are removed by the
+    next writer of that folder; those of live processes and of other machines stay."""
+    import torch
+
+    from theia_eval.distill.framesets import FrameSetWriter
+    from theia_eval.encoders.theia_format import write_export_dir
+    from theia_eval.io import HOST_TAG, remove_stale_temp_files, temp_sibling
+
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    other_host = "0" * 8 if HOST_TAG != "0" * 8 else "1" * 8
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    killed = [frames / f".metaworld.tmp-{HOST_TAG}-{gone.pid}-0123abcd", frames / f".metaworld.old-{HOST_TAG}-{gone.pid}-4567cdef"]
+    for folder in killed:
+        folder.mkdir()
+        (folder / "shard-00000.h5").write_bytes(b"\0" * 4096)
+    shard = frames / f".shard-00000.safetensors.tmp-{HOST_TAG}-{gone.pid}-89abcdef"
+    shard.write_bytes(b"\0" * 4096)
+    live, elsewhere = temp_sibling(frames / "metaworld"), frames / f".metaworld.tmp-{other_host}-{gone.pid}-0123abcd"
+    live.mkdir()
+    elsewhere.mkdir()
+    writer = FrameSetWriter(frames / "metaworld", shard_size=4)
+    writer.add("k0", np.zeros((8, 8, 3), np.uint8), np.zeros((8, 8), np.float32), np.zeros((8, 8), np.uint8))
+    writer.close({})
+    assert sorted(p.name for p in frames.iterdir()) == sorted(["metaworld", live.name, elsewhere.name])
+
+    run = tmp_path / "run"
+    run.mkdir()
+    stale_export = run / f".export.tmp-{HOST_TAG}-{gone.pid}-0123abcd"
+    stale_export.mkdir()
+    write_export_dir(run / "export", {"w": torch.zeros(2)}, {"architectures": ["x"]}, {})
+    assert sorted(p.name for p in run.iterdir()) == ["export"]
+    for name in (f".last.pt.tmp-{gone.pid}", f".metrics.json.{gone.pid}.tmp", f".a.hdf5.{gone.pid}.0123abcd.tmp"):
+        (run / name).write_bytes(b"\0")  # the per-file names of checkpoints, JSON and demo files
+    (run / f".eval.json.{os.getpid()}.tmp").write_bytes(b"\0")  # this process's: alive
+    assert len(remove_stale_temp_files(run)) == 3
+    assert sorted(p.name for p in run.iterdir()) == sorted(["export", f".eval.json.{os.getpid()}.tmp"])
+
+
 def test_worker_message_keeps_the_original_text():
     from theia_eval.cli import error_message
     from theia_eval.errors import InputError

@@ -6,6 +6,10 @@ import fcntl
 import json
 import os
 import re
+import shutil
+import socket
+import uuid
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -60,7 +64,20 @@ def try_lock(path: str | Path) -> Iterator[bool]:
 
 # --- leftovers of killed jobs ----------------------------------------------------------------------
 # temporary names used by atomic writers here: .<name>.<pid>.tmp, .<name>.<pid>.<hex8>.tmp, .<name>.tmp-<pid>
-_TEMP_NAME = re.compile(r"^\..+?(?:\.(?P<a>\d+)(?:\.[0-9a-f]{8})?\.tmp|\.tmp-(?P<b>\d+))$")
+# (files), and `temp_sibling`'s .<name>.tmp-<host>-<pid>-<hex8> / .<name>.old-<host>-<pid>-<hex8> (files or
+# folders: frame sets, target-cache shards, video shards, exports), whose host tag keeps a run on one machine
+# from removing what a live process of another machine writes into a shared folder.
+_TEMP_NAME = re.compile(r"^\..+?(?:\.(?P<a>\d+)(?:\.[0-9a-f]{8})?\.tmp|\.tmp-(?P<b>\d+)"
+                        r"|\.(?:tmp|old)-(?P<host>[0-9a-f]{8})-(?P<c>\d+)-[0-9a-f]{8})$")
+HOST_TAG = f"{zlib.crc32(socket.gethostname().encode()):08x}"
+
+
+def temp_sibling(path: str | Path, kind: str = "tmp") -> Path:
+    """A temporary name beside `path` for a file or folder written then renamed into place (kind "tmp"), or for
+    the previous version moved aside while it is replaced ("old"). What a killed process leaves under such a
+    name is removed by the next `remove_stale_temp_files` of that folder."""
+    path = Path(path)
+    return path.with_name(f".{path.name}.{kind}-{HOST_TAG}-{os.getpid()}-{uuid.uuid4().hex[:8]}")
 
 
 def pid_alive(pid: int) -> bool:
@@ -75,15 +92,22 @@ def pid_alive(pid: int) -> bool:
 
 
 def remove_stale_temp_files(folder: str | Path) -> list[Path]:
-    """Delete temporary files that killed processes of this machine left in `folder` (not recursive)."""
+    """Delete the temporary files and folders that killed processes of this machine left in `folder` (not
+    recursive); those of live processes and of other machines stay. Returns what was removed."""
     folder, removed = Path(folder), []
     if not folder.is_dir():
         return removed
-    for p in folder.iterdir():
+    for p in sorted(folder.iterdir()):
         m = _TEMP_NAME.match(p.name)
-        if m and p.is_file() and not pid_alive(int(m.group("a") or m.group("b"))):
+        if m is None or (m.group("host") is not None and m.group("host") != HOST_TAG):
+            continue
+        if pid_alive(int(m.group("a") or m.group("b") or m.group("c"))):
+            continue
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p)
+        else:
             p.unlink(missing_ok=True)
-            removed.append(p)
+        removed.append(p)
     return removed
 
 

@@ -17,7 +17,6 @@ import hashlib
 import json
 import os
 import time
-import uuid
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +26,7 @@ import torch
 from theia_eval.distill.stats import RunningStats, check_finite, load_stats, save_stats
 from theia_eval.distill.teachers import Teacher
 from theia_eval.errors import InputError
-from theia_eval.io import atomic_write_json, read_json
+from theia_eval.io import atomic_write_json, read_json, remove_stale_temp_files, temp_sibling
 
 FORMAT = "theia-eval-targets/1"
 MANIFEST = "cache.json"
@@ -97,6 +96,7 @@ class TeacherCache:
         path = self.root / MANIFEST
         if path.is_file():
             check_manifest(read_json(path, "the target-cache manifest"), self.manifest, self.root)
+            remove_stale_temp_files(self.root)  # a shard a killed extraction was writing
             return
         self.root.mkdir(parents=True, exist_ok=True)
         atomic_write_json(path, self.manifest)
@@ -121,7 +121,7 @@ class TeacherCache:
                    "stats.count": torch.tensor([stats.count], dtype=torch.int64), "stats.mean": stats.mean,
                    "stats.m2": stats.m2}
         file = self.shard_file(index)
-        tmp = file.with_name(f".{file.name}.{uuid.uuid4().hex[:8]}.tmp")
+        tmp = temp_sibling(file)
         save_safetensors(tensors, tmp, metadata={"format": FORMAT, "keys": json.dumps(keys), "shard": str(index),
                                                "teacher_id": self.teacher.id})
         os.replace(tmp, file)

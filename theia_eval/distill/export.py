@@ -88,15 +88,16 @@ def card(summary: dict) -> str:
 def export_half(src: str | Path, dst: str | Path, card_text: str | None = None) -> Path:
     """Copy an export directory with its weights stored in float16 (loaders upcast), e.g. to ship it in a package."""
     import shutil
-    import uuid
 
     import torch
     from safetensors.torch import load_file
 
-    from theia_eval.io import save_safetensors
+    from theia_eval.io import remove_stale_temp_files, save_safetensors, temp_sibling
 
     src, dst = Path(src), Path(dst)
-    tmp = dst.with_name(f".{dst.name}.tmp-{uuid.uuid4().hex[:8]}")
+    if dst.parent.is_dir():
+        remove_stale_temp_files(dst.parent)  # what a killed copy left
+    tmp = temp_sibling(dst)
     shutil.copytree(src, tmp)
     state = {k: v.to(torch.float16) if v.is_floating_point() else v for k, v in load_file(src / "model.safetensors").items()}
     save_safetensors(state, tmp / "model.safetensors", metadata={"format": "pt", "stored_dtype": "float16"})

@@ -24,7 +24,7 @@ import numpy as np
 
 from theia_eval.distill.image_source import ImageSource
 from theia_eval.errors import InputError
-from theia_eval.io import atomic_write_json
+from theia_eval.io import atomic_write_json, remove_stale_temp_files, temp_sibling
 
 MANIFEST = "frameset.json"
 FORMAT = "theia-eval-frames/1"
@@ -115,7 +115,8 @@ class FrameSetWriter:
 
     def __init__(self, root: str | Path, shard_size: int = 512):
         self.root = Path(root).expanduser()
-        self.tmp = self.root.with_name(f".{self.root.name}.tmp-{uuid.uuid4().hex[:8]}")
+        remove_stale_temp_files(self.root.parent)  # a killed render's partial frame set
+        self.tmp = temp_sibling(self.root)
         self.tmp.mkdir(parents=True)
         self.shard_size = int(shard_size)
         self.buffer: list[tuple[str, np.ndarray, np.ndarray, np.ndarray]] = []

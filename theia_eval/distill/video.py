@@ -22,7 +22,6 @@ import os
 import shutil
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -30,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from theia_eval.errors import InputError
-from theia_eval.io import atomic_write_json
+from theia_eval.io import atomic_write_json, remove_stale_temp_files, temp_sibling
 from theia_eval.settings import FramesConfig
 
 VIDEO_SUFFIXES = (".mp4", ".webm", ".avi", ".mov", ".mkv")
@@ -179,7 +178,7 @@ def convert_video(video: Path, key: str, out: Path, settings: VideoFrameSettings
 
     for stale in [out / f"{key}{DONE_SUFFIX}", *out.glob(f"{key}-[0-9][0-9][0-9][0-9][0-9][0-9].tar")]:
         stale.unlink(missing_ok=True)
-    tmp = out / f".{key}.partial-{uuid.uuid4().hex[:8]}"
+    tmp = temp_sibling(out / key)
     tmp.mkdir(parents=True)
     shards, members, frames = [], [], 0
     try:
@@ -221,6 +220,7 @@ def video_frames(video: str | Path, out: str | Path, settings: VideoFrameSetting
             raise InputError(f"videos {seen[k]} and {v} map to the same sample key '{k}'; rename one of them.")
         seen[k] = v
     out.mkdir(parents=True, exist_ok=True)
+    remove_stale_temp_files(out)  # a video a killed run was converting
     t0, records, skipped = time.perf_counter(), [], 0
     for i, (v, k) in enumerate(zip(videos, keys)):
         if is_done(out, k, v, settings):

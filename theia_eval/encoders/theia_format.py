@@ -16,7 +16,6 @@ import math
 import os
 import re
 import shutil
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,6 +23,7 @@ import torch
 from torch import nn
 
 from theia_eval.errors import CheckpointMismatchError, InputError, WeightsNotFoundError, unknown_name
+from theia_eval.io import remove_stale_temp_files, temp_sibling
 from theia_eval.encoders.weights import check_state
 
 BACKBONE_PREFIX = "backbone.model."
@@ -382,7 +382,7 @@ def export_state(backbone: nn.Module, translators: dict[str, nn.Module] | None) 
 
 def replace_dir(tmp: Path, path: Path) -> None:
     """Move a finished temp dir to `path`, replacing an existing one only after the new one is complete."""
-    old = path.with_name(f".{path.name}.old-{uuid.uuid4().hex[:8]}") if path.exists() else None
+    old = temp_sibling(path, "old") if path.exists() else None
     if old is not None:
         os.replace(path, old)
     os.replace(tmp, path)
@@ -415,7 +415,8 @@ def write_export_dir(path: str | Path, state: dict[str, torch.Tensor], config: d
         raise InputError(f"export metadata must be JSON-serialisable ({exc}); "
                          "convert values to str/int/float/list/dict.") from exc
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
+    remove_stale_temp_files(path.parent)  # what a killed export left
+    tmp = temp_sibling(path)
     tmp.mkdir()
     try:
         save_file(state, str(tmp / WEIGHTS_FILE), metadata={"format": "pt"})
