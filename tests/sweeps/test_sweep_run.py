@@ -181,7 +181,7 @@ def test_a_refused_publish_leaves_dest_as_it_was(reference, monkeypatch, capsys)
         err = capsys.readouterr().err
         assert "published-twice/run_info" in err and "/opt/elsewhere/errors.py" in err
         assert {p: p.read_bytes() for p in dest.rglob("*") if p.is_file()} == before
-        assert not [p for p in base.iterdir() if ".publish-" in p.name]
+        assert not [p for p in base.iterdir() if p.name.startswith(f".{dest.name}.")]  # no temporary folder
     finally:
         journal.write_text(original)
 

@@ -26,7 +26,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from theia_eval.errors import InputError
-from theia_eval.io import atomic_write_json, atomic_write_text, read_json
+from theia_eval.io import atomic_write_json, atomic_write_text, read_json, remove_stale_temp_files, temp_sibling
 from theia_eval.provenance import absolute_paths, machine_line, portable
 
 LIGHT_FILES = ("config.yaml", "metrics.json", "rows.json", "eval_info*.json", "eval/*.json", "*.md")
@@ -223,9 +223,9 @@ def publish_sweep(sweep_dir: str | Path, dest: str | Path, claims=None, command:
                          "expected): pass the out_dir of `theia-eval sweep`.")
     if dest.resolve() == sweep_dir.resolve() or sweep_dir.resolve() in dest.resolve().parents:
         raise InputError(f"dest {dest} is inside the sweep folder {sweep_dir}: publish to another folder.")
-    tmp = dest.parent / f".{dest.name}.publish-{os.getpid()}"
+    remove_stale_temp_files(dest.parent)  # what a killed publish left beside dest
+    tmp = temp_sibling(dest)
     try:  # built apart and checked, then moved into dest file by file: a refused publish changes nothing there
-        shutil.rmtree(tmp, ignore_errors=True)
         summary = build_publication(plan, store, sweep_dir, tmp, dest, claims, command, grid)
         check_portable(tmp, shown_as=dest)
         for f in sorted(p for p in tmp.rglob("*") if p.is_file()):
