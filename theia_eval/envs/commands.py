@@ -34,7 +34,8 @@ def tasks(argv: list[str]) -> int:
 
 
 def _task_line(t) -> str:
-    expert = "expert" if t.make_expert is not None else "no expert"
+    expert = ("no expert" if t.make_expert is None else
+              f"experts {' | '.join(t.expert_kinds)}" if t.expert_kinds else "expert")
     return (f"{t.name:40s} camera {t.camera}, horizon {t.horizon}, action {t.action_dim}, "
             f"proprio {t.proprio_dim}, {expert}")
 

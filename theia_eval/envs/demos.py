@@ -15,6 +15,10 @@ Each episode runs twice in its worker: once without rendering (the expert acts; 
 succeeded, replayed with rendering of exactly the kept frames. The replay checks that every state
 matches the first run, so nondeterminism is caught, not written.
 
+Experts: each task's default one, or another kind the task has (`DemoConfig.expert`, e.g. DMC's `distilled`, with
+`expert_weights`; `tasks.task_expert`). Files record the expert in `DatasetMeta.source`, so demos of one expert
+(or one weights file) never join a file of another: the recipe check below refuses it.
+
 Resume/atomicity: every accepted demo is written at once as its own small file in
 `<file>.parts/` (temporary name, then renamed), failed seeds in `<file>.parts/failed_seeds.json`.
 When the task has enough demos the parts (and any demos of an existing final file) are merged into

@@ -509,6 +509,10 @@ def demo_job(task: str, recipe: Mapping, demos_dir: Path) -> DemoJob:
     if spec.make_expert is None and not path.is_file():
         raise InputError(f"{task} has no scripted expert and {path} does not exist: import its demos first "
                          f"(`theia-eval demos --import PICKLE task={task} out={path}`).")
+    if spec.make_expert is not None and any(k in recipe for k in DEMO_EXPERT_KEYS):
+        from theia_eval.envs.tasks import task_expert_source
+
+        task_expert_source(spec, demo_config(recipe).expert_choice(spec))  # refuses a kind or weights file now
     return DemoJob(task, task, dict(recipe), str(demos_dir), str(path), spec.make_expert is not None)
 
 
