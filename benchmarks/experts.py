@@ -31,8 +31,13 @@ def make_task_expert(spec, mpc_overrides: dict, choice=None):
     choice = choice or DEFAULT_EXPERT
     if not mpc_overrides:
         return task_expert(spec, choice)
+    if choice.kind == "guided":
+        from theia_eval.envs.dmc import facts
+        from theia_eval.envs.dmc.guided import GuidedExpert
+
+        return GuidedExpert(facts(spec), choice.weights, **mpc_overrides)
     if choice.kind not in (None, "planner"):
-        raise SystemExit(f"--mpc overrides apply to the planner, not the {choice.kind} expert")
+        raise SystemExit(f"--mpc overrides apply to the planner and guided experts, not the {choice.kind} expert")
     if spec.suite != "dmc":
         raise SystemExit(f"--mpc overrides apply to the DMC MPC experts only, not {spec.name}")
     from theia_eval.envs.dmc import facts
@@ -117,8 +122,9 @@ def main() -> None:
     parser.add_argument("--json", help="also write the results to this JSON file")
     parser.add_argument("--mpc", nargs="+", default=[], metavar="KEY=VALUE",
                         help="override the DMC MPC recipe (MPCConfig fields), e.g. --mpc samples=256 iterations=2")
-    parser.add_argument("--expert", help="another expert kind of the tasks (dmc: distilled), default: each task's own")
-    parser.add_argument("--expert-weights", help="--expert distilled: the folder of <task>.safetensors (the "
+    parser.add_argument("--expert", help="another expert kind of the tasks (dmc: distilled, guided), default: each "
+                                         "task's own")
+    parser.add_argument("--expert-weights", help="--expert distilled/guided: the folder of <task>.safetensors (the "
                                                  "`theia-eval experts` out_dir); default: theia_eval/assets/dmc-experts")
     args = parser.parse_args()
     from theia_eval.envs.tasks import ExpertChoice

@@ -234,3 +234,41 @@ def test_cli_bad_expert_inputs_exit_2_and_write_nothing(tmp_path, capsys, words,
     assert main([*words, *out, *(["workers=0"] if words[0] == "demos" else [])]) == 2
     assert message in capsys.readouterr().err
     assert not (case / "out").exists() or not any((case / "out").rglob("*"))
+
+
+# ------------------------------------------------------------------------------------------- guided
+def test_guided_planner_samples_around_the_policys_open_loop_plan(tmp_path):
+    """The prior is the policy's own open-loop rollout on the planning model; the candidates are the warm-started
+    plan, the prior and perturbations of the prior; the source names the settings and the weights."""
+    import mujoco
+    from mujoco import rollout
+
+    from theia_eval.envs.dmc.guided import GUIDED_SAMPLES, GuidedExpert
+
+    finger = DMC_TASKS["finger-spin"]
+    save_policy(random_policy(finger, hidden=(16,)), tmp_path / "finger-spin.safetensors", {"labeller": "test"})
+    spec = get_task("dmc/finger-spin")
+    expert = task_expert(spec, ExpertChoice("guided", str(tmp_path)))
+    assert isinstance(expert, GuidedExpert) and expert.mpc.cfg.samples == GUIDED_SAMPLES["finger-spin"] == 48
+    sim = spec.make_sim(spec, horizon=10)
+    state = sim.reset(5)
+    sim.close()
+    prior = expert.policy_plan(state, np.zeros(0))
+    controls = np.repeat(prior, expert.mpc.knot_steps, axis=0)
+    states, _ = rollout.rollout(expert.model, mujoco.MjData(expert.model), state[None], controls[None])
+    for k in range(1, len(prior)):  # the state at the start of knot k, and the policy's action there
+        at = states[0, k * expert.mpc.knot_steps - 1]
+        np.testing.assert_allclose(expert.policy(at), prior[k], atol=1e-9)
+    expert.mpc.prior = prior
+    plans = expert.mpc.candidates()
+    assert plans.shape == (48, 7, 2) and expert.mpc.prior is None  # later refinement rounds: around the plan
+    np.testing.assert_array_equal(plans[0], expert.mpc.plan)
+    np.testing.assert_array_equal(plans[1], np.clip(prior, -1, 1))
+    assert np.abs(np.median(plans[2:], axis=0) - prior).mean() < np.abs(np.median(plans[2:], axis=0)).mean()
+    action = expert.get_action(state)
+    assert action.shape == (2,) and np.all(np.abs(action) <= 1)
+    source = spec.expert_source(spec, ExpertChoice("guided", str(tmp_path)))
+    assert source.startswith("guided expert: sampling MPC (horizon 7") and "samples 48" in source
+    assert "weights sha256" in source and source != spec.expert_source(spec, ExpertChoice("distilled", str(tmp_path)))
+    with pytest.raises(InputError, match="dmc/reacher-easy has no 'guided' expert"):
+        task_expert(get_task("dmc/reacher-easy"), ExpertChoice("guided", str(tmp_path)))

@@ -8,6 +8,8 @@
   step), which halves the cost.
 - every task: `distilled`, a small MLP on the state trained from the default expert by DAgger (`policy.py`,
   `dagger.py`, `theia-eval experts`): one network forward per step instead of a plan.
+- the planner tasks: `guided`, the planner with a quarter of its samples drawn around the distilled policy's
+  open-loop rollout (`guided.py`): the fallback where the policy alone does not hold the returns.
 
 `EXPERT_KINDS` names the selectable experts (`theia-eval demos expert=distilled`); a task's default comes
 first (reacher-easy: `analytic`, the others: `planner`). Each kind says what demo files record
@@ -103,7 +105,8 @@ RECIPES: dict[str, PlannerRecipe] = {  # tuned by hand on a few seeds (benchmark
 class MPCExpert:
     """Sampling MPC on a private copy of the task's model."""
 
-    def __init__(self, task: DMCTask, recipe: PlannerRecipe, mpc: MPCConfig | None = None) -> None:
+    def __init__(self, task: DMCTask, recipe: PlannerRecipe, mpc: MPCConfig | None = None,
+                 planner: type[SamplingMPC] = SamplingMPC) -> None:
         env = load_env(task)
         env.reset()  # applies the task's model edits (e.g. finger-spin's hinge damping)
         sim_model = env.physics.model.ptr
@@ -116,7 +119,7 @@ class MPCExpert:
         self.model.opt.timestep = sim_model.opt.timestep * recipe.coarsen
         per_control = substeps // recipe.coarsen
         self.task = task
-        self.mpc = SamplingMPC(self.model, recipe.reward(self.model),
+        self.mpc = planner(self.model, recipe.reward(self.model),
                                knot_steps=per_control * task.action_repeat,
                                reward_every=per_control, cfg=mpc or recipe.mpc)
         self._last_time = np.inf
@@ -213,7 +216,6 @@ class ExpertKind:
     build: Callable[[DMCTask, ExpertChoice], object]  # (task, choice) -> expert with get_action(state)
     source: Callable[[DMCTask, ExpertChoice], str]  # what demo files record
     tasks: tuple[str, ...]  # DMC task names it exists for
-    learned: bool = False  # reads a weights file (choice.weights)
 
 
 def _distilled(task: DMCTask, choice: ExpertChoice):
@@ -228,10 +230,23 @@ def _distilled_source(task: DMCTask, choice: ExpertChoice) -> str:
     return distilled_source(task, choice.weights)
 
 
+def _guided(task: DMCTask, choice: ExpertChoice):
+    from theia_eval.envs.dmc.guided import GuidedExpert
+
+    return GuidedExpert(task, choice.weights)
+
+
+def _guided_source(task: DMCTask, choice: ExpertChoice) -> str:
+    from theia_eval.envs.dmc.guided import guided_source
+
+    return guided_source(task, choice.weights)
+
+
 EXPERT_KINDS: dict[str, ExpertKind] = {  # a task's default kind is the first that lists it
     "analytic": ExpertKind(lambda t, c: make_expert(t), lambda t, c: expert_source(t), ("reacher-easy",)),
     "planner": ExpertKind(lambda t, c: make_expert(t), lambda t, c: expert_source(t), tuple(RECIPES)),
-    "distilled": ExpertKind(_distilled, _distilled_source, ("reacher-easy", *RECIPES), learned=True),
+    "distilled": ExpertKind(_distilled, _distilled_source, ("reacher-easy", *RECIPES)),
+    "guided": ExpertKind(_guided, _guided_source, tuple(RECIPES)),
 }
 
 
