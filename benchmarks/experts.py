@@ -3,6 +3,8 @@
     .venv/bin/python benchmarks/experts.py [--tasks dmc/reacher-easy adroit/pen ...] [--seeds 2]
                                            [--base-seed 54321] [--json out.json]
     .venv/bin/python benchmarks/experts.py --tasks dmc/cheetah-run --mpc samples=256   # tune a recipe
+    .venv/bin/python benchmarks/experts.py --tasks dmc/walker-stand --seeds 100 --expert distilled \
+        --expert-weights data/experts                                    # a distilled expert on the demo set
 
 For each task and seed (the demo seeds: base_seed + j) the expert runs one full-horizon episode
 without rendering, exactly as `theia-eval demos` runs it (`demos.run_expert`), timed; the first
@@ -21,10 +23,21 @@ DEFAULT_TASKS = ("dmc/reacher-easy", "dmc/finger-spin", "dmc/walker-stand", "dmc
                  "dmc/cheetah-run", "adroit/pen", "adroit/relocate")
 
 
-def make_task_expert(spec, mpc_overrides: dict):
-    """The task's expert; DMC MPC settings may be overridden (tuning: --mpc samples=256 iterations=2)."""
+def make_task_expert(spec, mpc_overrides: dict, choice=None):
+    """The task's expert (`choice`: another kind, e.g. distilled); DMC MPC settings may be overridden (tuning:
+    --mpc samples=256 iterations=2)."""
+    from theia_eval.envs.tasks import DEFAULT_EXPERT, task_expert
+
+    choice = choice or DEFAULT_EXPERT
     if not mpc_overrides:
-        return spec.make_expert(spec)
+        return task_expert(spec, choice)
+    if choice.kind == "guided":
+        from theia_eval.envs.dmc import facts
+        from theia_eval.envs.dmc.guided import GuidedExpert
+
+        return GuidedExpert(facts(spec), choice.weights, **mpc_overrides)
+    if choice.kind not in (None, "planner"):
+        raise SystemExit(f"--mpc overrides apply to the planner and guided experts, not the {choice.kind} expert")
     if spec.suite != "dmc":
         raise SystemExit(f"--mpc overrides apply to the DMC MPC experts only, not {spec.name}")
     from theia_eval.envs.dmc import facts
@@ -43,7 +56,7 @@ def parse_overrides(items: list[str]) -> dict:
     return out
 
 
-def bench_task(name: str, seeds: list[int], render_spec, mpc_overrides: dict | None = None) -> dict:
+def bench_task(name: str, seeds: list[int], render_spec, mpc_overrides: dict | None = None, choice=None) -> dict:
     """Returns, success and timings of the expert of one task on `seeds`."""
     from theia_eval.envs.demos import record, run_expert
     from theia_eval.envs.env import TaskEnv
@@ -55,7 +68,7 @@ def bench_task(name: str, seeds: list[int], render_spec, mpc_overrides: dict | N
     try:
         for seed in seeds:
             start = time.perf_counter()
-            run = run_expert(env, make_task_expert(spec, mpc_overrides or {}), seed, post_success_steps=None)
+            run = run_expert(env, make_task_expert(spec, mpc_overrides or {}, choice), seed, post_success_steps=None)
             expert_s = time.perf_counter() - start
             success = spec.episode_success(np.asarray(run.flags, dtype=bool))
             rows.append({"seed": seed, "return": float(np.sum(run.rewards)), "success": bool(success),
@@ -109,10 +122,17 @@ def main() -> None:
     parser.add_argument("--json", help="also write the results to this JSON file")
     parser.add_argument("--mpc", nargs="+", default=[], metavar="KEY=VALUE",
                         help="override the DMC MPC recipe (MPCConfig fields), e.g. --mpc samples=256 iterations=2")
+    parser.add_argument("--expert", help="another expert kind of the tasks (dmc: distilled, guided), default: each "
+                                         "task's own")
+    parser.add_argument("--expert-weights", help="--expert distilled/guided: the folder of <task>.safetensors (the "
+                                                 "`theia-eval experts` out_dir); default: theia_eval/assets/dmc-experts")
     args = parser.parse_args()
+    from theia_eval.envs.tasks import ExpertChoice
+
     seeds = [args.base_seed + j for j in range(args.seeds)]
     overrides = parse_overrides(args.mpc)
-    results = [bench_task(t, seeds, RenderSpec("fast", 256, 224), overrides) for t in args.tasks]
+    choice = ExpertChoice(args.expert, args.expert_weights)
+    results = [bench_task(t, seeds, RenderSpec("fast", 256, 224), overrides, choice) for t in args.tasks]
     print(markdown(results))
     if args.json:
         atomic_write_json(args.json, results)

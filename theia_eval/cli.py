@@ -31,6 +31,8 @@ VERBS: dict[str, tuple[str, str]] = {
     "decode": ("theia_eval.decoding.commands:decode", "decode a student's teacher predictions (PCA, depth, masks ...)"),
     "tasks": ("theia_eval.envs.commands:tasks", "list the simulated suites and tasks"),
     "demos": ("theia_eval.envs.commands:demos", "collect expert demos (HDF5), summarize or import demo files"),
+    "experts": ("theia_eval.envs.commands:experts", "train a fast DMC expert (state MLP) from its planner by DAgger, "
+                "resumably"),
     "sweep": ("theia_eval.sweeps.commands:sweep", "run a grid of encoders x tasks x heads x seeds (+ students), resumably"),
     "leaderboard": ("theia_eval.analysis.commands:leaderboard", "leaderboard tables, plot and HTML from the results store"),
     "publish": ("theia_eval.sweeps.publish:run", "copy a sweep's finished cells and tables into a portable folder to commit"),

@@ -168,6 +168,13 @@ FRAMES = {
 
 SCHEMAS: dict[str, dict[str, Rule]] = {
     "tasks": {"suite": text(null="all suites"), "pattern": text()},
+    "experts": {
+        "task": text(null="required: a dmc/ task"), "out_dir": output_dir(), "rounds": count(),
+        "episodes_per_round": count(), "episode_steps": count(null="the task's horizon"), "beta_decay": fraction(),
+        "hidden": list_of(count()), "train_steps": count(), "batch_size": count(), "lr": number(0, low_open=True),
+        "seed": SEED, "planner": mapping(null="the planner expert's own settings"), "eval_episodes": count(), "eval_seed": SEED,
+        "select": choice("best", "last"), "time_demo": flag(), "threads": count(), "progress": flag(),
+    },
     "encoders": {"name": text(null="list the registry"), "pattern": text(), "weights": path(null="the default"),
                  "device": text(), "dtype": text()},
     "demos": {
@@ -179,6 +186,8 @@ SCHEMAS: dict[str, dict[str, Rule]] = {
         "compression": choice("gzip", "lzf", null="no compression"), "compression_level": integer(0, 9, null="default"),
         "valid_fraction": fraction(high_open=True), "progress": flag(), "out": output_file(null="no import"),
         "proprio_key": text(null="automatic"), "import_num_demos": count(null="all"), "keep_failed": flag(),
+        "expert": any_of(text(), mapping(), null="each task's default expert"),
+        "expert_weights": path(null="the shipped weights"),
     },
     "embed": {
         "encoder": text(), "weights": path(null="the entry's default"), "demos": input_path(null="use task=/suite="),

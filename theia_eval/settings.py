@@ -91,12 +91,38 @@ class DemosConfig:
     compression_level: int = setting(1, 'gzip level 1-9 (1: 25% smaller than lzf, +0.7 ms/frame)')
     valid_fraction: float = setting(0.1, 'last round(n * fraction) demos go to mask/valid')
     progress: bool = setting(True, 'progress bar on stderr')
+    expert: str | dict | None = setting(None, "null = each task's default expert; or a kind for every task (dmc: planner | distilled | guided), or {task: kind}")
+    expert_weights: str | None = setting(None, 'learned experts (distilled, guided): a folder of <task>.safetensors (`theia-eval experts` out_dir) or one file; null = theia_eval/assets/dmc-experts')
     out: str | None = setting(None, 'output file of --import', before=('# importers: theia-eval demos --import SOURCE task=... out=PATH', '#   SOURCE = a CortexBench pickle (.pkl/.pickle), or for adroit/* a Minari D4RL Adroit dataset directory / .hdf5'))
     proprio_key: str | None = setting(None, 'pickle: env_infos key holding proprio; null = gripper_proprio / proprio')
     import_num_demos: int | None = setting(None, 'Minari: import at most this many demos; null = all')
     keep_failed: bool = setting(False, 'Minari: keep episodes that fail the success rule')
 
 
+
+
+@dataclass
+class ExpertsConfig:
+    """`theia-eval experts`: a fast DMC expert, an MLP on the state distilled from the task's planner by DAgger."""
+
+    task: str | None = setting(None, 'a DMC task, e.g. dmc/walker-stand')
+    out_dir: str = setting('data/experts', 'run folder <out_dir>/<task>/ (resumable) and the weights <out_dir>/<task>.safetensors')
+    rounds: int = setting(10, 'DAgger rounds (a rerun with more rounds continues the run)')
+    episodes_per_round: int = setting(4, 'labelled training episodes per round')
+    episode_steps: int | None = setting(None, "policy steps of a training episode; null = the task's horizon")
+    beta_decay: float = setting(0.5, "round r executes the labeller's action with probability beta_decay^r (round 0: labeller only)")
+    hidden: list[int] = setting([256, 256], 'hidden layer widths of the MLP')
+    train_steps: int = setting(2000, 'Adam steps per round on all labels so far (learning rate: cosine decay to lr / 10)')
+    batch_size: int = setting(256)
+    lr: float = setting(0.001, 'Adam learning rate')
+    seed: int = setting(0, 'training episodes, mixing draws and network initialization')
+    planner: dict | None = setting(None, "labeller's MPC settings over the task's recipe (MPCConfig fields), e.g. {samples: 16, threads: 2}; null = the planner expert's own")
+    eval_episodes: int = setting(10, 'full episodes of the policy alone after each round')
+    eval_seed: int = setting(54321, 'evaluation episode i uses seed eval_seed + i (54321: the demo seeds)')
+    select: str = setting('best', 'published weights: best (highest mean evaluation return) | last round')
+    time_demo: bool = setting(True, "time one demo with the published expert (episode + render replay at the demos verb's defaults)")
+    threads: int = setting(1, 'torch threads for training')
+    progress: bool = setting(True, 'progress lines on stderr')
 
 
 @dataclass
@@ -456,6 +482,10 @@ VERB_CONFIGS: dict[str, VerbConfig] = {v.name: v for v in (
     VerbConfig('demos', DemosConfig, header=(
         'theia-eval demos: scripted-expert demonstrations, one robomimic-layout HDF5 per task.',
         'Name exactly one of suite / task. Files go to <out_dir>/<family>/<task>.hdf5.',
+    )),
+    VerbConfig('experts', ExpertsConfig, header=(
+        'theia-eval experts task=dmc/TASK: train a fast DMC expert (an MLP on the privileged state) from the task\'s planner',
+        'by DAgger, resumably; then `theia-eval demos ... expert=distilled expert_weights=<out_dir>` uses it (docs/suites.md).',
     )),
     VerbConfig('distill', DistillConfig, column=24, header=(
         'theia-eval distill: train a Theia student from a teacher set. Examples:',

@@ -53,6 +53,18 @@ def test_bad_student_entries_fail_before_any_work(tmp_path):
             build_plan(cfg)
 
 
+def test_demo_expert_keys_enter_the_recipe_only_when_set(tmp_path):
+    """Unset expert keys leave the demo folders and cells of existing sweeps as they were; a kind the tasks do
+    not have fails at planning."""
+    base = build_plan(smoke(tmp_path))
+    unset = build_plan(smoke(tmp_path, "+sweep.demos.expert=null", "+sweep.demos.expert_weights=null"))
+    assert [d.demos_dir for d in unset.demos] == [d.demos_dir for d in base.demos]
+    assert [c.config_hash for c in unset.train] == [c.config_hash for c in base.train]
+    assert "expert" not in base.demos[0].recipe
+    with pytest.raises(TheiaEvalError, match="has no 'distilled' expert; it has one expert"):
+        build_plan(smoke(tmp_path, "+sweep.demos.expert=distilled"))
+
+
 def test_cell_identity_ignores_paths_and_devices_but_not_settings(tmp_path):
     base = build_plan(smoke(tmp_path)).train
     assert len(base) == 2 and len({c.config_hash for c in base}) == 2

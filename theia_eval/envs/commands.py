@@ -1,4 +1,4 @@
-"""CLI verbs `theia-eval tasks` and `theia-eval demos` (key=value words go to the Hydra config)."""
+"""CLI verbs `theia-eval tasks`, `theia-eval demos` and `theia-eval experts` (key=value words go to the Hydra config)."""
 from __future__ import annotations
 
 import sys
@@ -34,7 +34,8 @@ def tasks(argv: list[str]) -> int:
 
 
 def _task_line(t) -> str:
-    expert = "expert" if t.make_expert is not None else "no expert"
+    expert = ("no expert" if t.make_expert is None else
+              f"experts {' | '.join(t.expert_kinds)}" if t.expert_kinds else "expert")
     return (f"{t.name:40s} camera {t.camera}, horizon {t.horizon}, action {t.action_dim}, "
             f"proprio {t.proprio_dim}, {expert}")
 
@@ -83,7 +84,15 @@ def demo_config(cfg):
                       max_failures=cfg.max_failures, workers=int(cfg.workers),
                       render=RenderSpec(str(cfg.preset), int(cfg.resolution), crop),
                       camera=cfg.camera, storage=Storage(cfg.compression, cfg.compression_level),
-                      valid_fraction=float(cfg.valid_fraction), progress=bool(cfg.progress))
+                      valid_fraction=float(cfg.valid_fraction), progress=bool(cfg.progress),
+                      expert=plain(cfg.get("expert")), expert_weights=cfg.get("expert_weights"))
+
+
+def plain(value):
+    """An OmegaConf mapping or list as plain Python (other values pass through)."""
+    from omegaconf import DictConfig, ListConfig, OmegaConf
+
+    return OmegaConf.to_container(value) if isinstance(value, (DictConfig, ListConfig)) else value
 
 
 def _collect(cfg) -> int:
@@ -97,6 +106,40 @@ def _collect(cfg) -> int:
         print(f"{r.task}: {r.demos} demos ({r.new_demos} new, {len(r.failed_seeds)} failed seeds) "
               f"-> {r.path} ({size:.1f} MB, {r.seconds:.1f} s)")
     return 0
+
+
+# ---------------------------------------------------------------------------------------- experts
+def experts(argv: list[str]) -> int:
+    """Train (or resume) a distilled DMC expert and print its figures."""
+    parser = verb_parser("experts", "Train a fast DMC expert: an MLP on the privileged state, distilled from the "
+                                    "task's planner by DAgger (resumable; docs/suites.md, \"Distilled experts\").")
+    _, cfg = verb_config(parser, argv, "experts")
+    from theia_eval.envs.dmc.dagger import train_expert
+
+    report = train_expert(dagger_config(cfg))
+    ev, lab = report["eval"], report["labeller"]
+    print(f"{report['task']}: round {report['selected_round']} published -> {report['published']}; policy return "
+          f"mean {ev['mean']:.1f}, min {ev['min']:.1f} over {len(ev['returns'])} episodes; "
+          f"{lab['labels']} labels at {lab['seconds_per_label'] * 1e3:.1f} ms each")
+    if "demo" in report:
+        print(f"  one demo (episode + render replay): {report['demo']['seconds_per_demo']:.1f} s")
+    return 0
+
+
+def dagger_config(cfg):
+    """DaggerConfig from the composed `experts` config."""
+    from theia_eval.envs.dmc.dagger import DaggerConfig
+
+    if cfg.task is None:
+        raise InputError("name the task: theia-eval experts task=dmc/<task> (e.g. dmc/walker-stand)")
+    episode_steps = None if cfg.episode_steps is None else int(cfg.episode_steps)
+    return DaggerConfig(task=str(cfg.task), out_dir=str(cfg.out_dir), rounds=int(cfg.rounds),
+                        episodes_per_round=int(cfg.episodes_per_round), episode_steps=episode_steps,
+                        beta_decay=float(cfg.beta_decay), hidden=tuple(int(h) for h in cfg.hidden),
+                        train_steps=int(cfg.train_steps), batch_size=int(cfg.batch_size), lr=float(cfg.lr), seed=int(cfg.seed),
+                        planner=plain(cfg.planner) or {}, eval_episodes=int(cfg.eval_episodes),
+                        eval_seed=int(cfg.eval_seed), select=str(cfg.select), time_demo=bool(cfg.time_demo),
+                        threads=int(cfg.threads), progress=bool(cfg.progress))
 
 
 def is_minari_source(path: str | Path) -> bool:

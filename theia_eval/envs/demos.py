@@ -15,6 +15,10 @@ Each episode runs twice in its worker: once without rendering (the expert acts; 
 succeeded, replayed with rendering of exactly the kept frames. The replay checks that every state
 matches the first run, so nondeterminism is caught, not written.
 
+Experts: each task's default one, or another kind the task has (`DemoConfig.expert`, e.g. DMC's `distilled`, with
+`expert_weights`; `tasks.task_expert`). Files record the expert in `DatasetMeta.source`, so demos of one expert
+(or one weights file) never join a file of another: the recipe check below refuses it.
+
 Resume/atomicity: every accepted demo is written at once as its own small file in
 `<file>.parts/` (temporary name, then renamed), failed seeds in `<file>.parts/failed_seeds.json`.
 When the task has enough demos the parts (and any demos of an existing final file) are merged into
@@ -28,7 +32,7 @@ import json
 import os
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -38,7 +42,8 @@ from theia_eval.envs.dataset import (DatasetMeta, DemoFile, DemoRef, Episode, St
                                      merge_demos, write_episode)
 from theia_eval.envs.env import TaskEnv
 from theia_eval.envs.renderer import RenderSpec
-from theia_eval.envs.tasks import TaskSpec, get_task
+from theia_eval.envs.tasks import (DEFAULT_EXPERT, ExpertChoice, TaskSpec, get_task, task_expert,
+                                   task_expert_source)
 from theia_eval.errors import InputError, TheiaEvalError
 from theia_eval.io import read_json, remove_stale_temp_files
 from theia_eval.settings import DemosConfig
@@ -66,6 +71,8 @@ class DemoConfig:
     storage: Storage = field(default_factory=lambda: Storage(_DEMOS.compression, _DEMOS.compression_level))
     valid_fraction: float = _DEMOS.valid_fraction
     progress: bool = _DEMOS.progress
+    expert: str | Mapping[str, str] | None = _DEMOS.expert  # None: each task's default; KIND; {task: KIND}
+    expert_weights: str | None = _DEMOS.expert_weights  # learned experts: a file or a folder of <task>.safetensors
 
     def __post_init__(self) -> None:
         if int(self.num_demos) <= 0:
@@ -74,6 +81,18 @@ class DemoConfig:
             raise InputError(f"post_success_steps must be >= 0 or null, got {self.post_success_steps}")
         if int(self.workers) < 0:
             raise InputError(f"workers must be >= 0 (0 = this process), got {self.workers}")
+        if isinstance(self.expert, Mapping):
+            for name, kind in self.expert.items():
+                get_task(name)  # unknown task names suggest close ones
+                if kind is not None and not isinstance(kind, str):
+                    raise InputError(f"expert.{name} must be an expert kind (text) or null, got {kind!r}")
+        elif self.expert is not None and not isinstance(self.expert, str):
+            raise InputError(f"expert must be null, an expert kind or a mapping {{task: kind}}, got {self.expert!r}")
+
+    def expert_choice(self, task: TaskSpec) -> ExpertChoice:
+        """The expert that makes this task's demos."""
+        kind = self.expert.get(task.name) if isinstance(self.expert, Mapping) else self.expert
+        return ExpertChoice(kind, None if self.expert_weights is None else str(self.expert_weights))
 
     @property
     def failure_budget(self) -> int:
@@ -90,6 +109,7 @@ class Job:
     camera: str | None
     horizon: int
     post_success_steps: int | None
+    expert: ExpertChoice = DEFAULT_EXPERT
 
 
 @dataclass
@@ -175,7 +195,7 @@ def collect_episode(job: Job) -> Episode | None:
     """The demo of one candidate seed, or None when the expert failed."""
     env = _worker_env(job)
     spec = env.task
-    run = run_expert(env, spec.make_expert(spec), job.seed, job.post_success_steps)
+    run = run_expert(env, task_expert(spec, job.expert), job.seed, job.post_success_steps)
     if not spec.episode_success(np.asarray(run.flags, dtype=bool)):
         return None
     return record(env, run)
@@ -193,7 +213,8 @@ def parts_dir(path: Path) -> Path:
 
 def recipe_meta(task: TaskSpec, cfg: DemoConfig) -> DatasetMeta:
     """The metadata every demo of this collection carries (seeds filled in at merge)."""
-    source = {} if task.expert_source is None else {"source": task.expert_source(task)}
+    source = task_expert_source(task, cfg.expert_choice(task))
+    source = {} if source is None else {"source": source}
     return DatasetMeta(task=task.name, suite=task.suite, camera=cfg.camera or task.camera,
                        render=cfg.render, horizon=int(cfg.horizon or task.horizon),
                        post_success_steps=cfg.post_success_steps, base_seed=int(cfg.base_seed), **source)
@@ -358,7 +379,8 @@ def _collect_missing(spec: TaskSpec, path: Path, meta: DatasetMeta, cfg: DemoCon
     own_runner = runner is None
     runner = runner or EpisodeRunner(cfg.workers)
     start = progress.next_seed if progress.next_seed is not None else int(cfg.base_seed)
-    jobs = (Job(spec.name, s, cfg.render, cfg.camera, meta.horizon, cfg.post_success_steps)
+    choice = cfg.expert_choice(spec)
+    jobs = (Job(spec.name, s, cfg.render, cfg.camera, meta.horizon, cfg.post_success_steps, choice)
             for s in itertools.count(start))
     bar = tqdm(total=cfg.num_demos, initial=len(progress.refs), desc=spec.name, unit="demo",
                disable=not cfg.progress)

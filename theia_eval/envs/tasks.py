@@ -45,6 +45,19 @@ class Expert(Protocol):
         """Action for this state."""
 
 
+@dataclass(frozen=True)
+class ExpertChoice:
+    """Which of a task's experts acts: `kind` None = the task's default (`TaskSpec.expert_kinds`' first);
+    `weights` = where a learned expert's weights are (a file, or a folder of `<task>.safetensors`; None = the
+    weights shipped with the package)."""
+
+    kind: str | None = None
+    weights: str | None = None
+
+
+DEFAULT_EXPERT = ExpertChoice()
+
+
 def final_step_success(flags: np.ndarray) -> bool:
     """Episode success = the per-step success flag at the final step (Meta-World protocol)."""
     return bool(len(flags) and flags[-1])
@@ -64,13 +77,14 @@ class TaskSpec:
     make_sim: Callable[..., Simulator]  # make_sim(spec, horizon=..., cameras=...) -> Simulator
     proprio: Callable[[np.ndarray], np.ndarray]  # state vector -> proprio vector
     episode_success: Callable[[np.ndarray], bool] = final_step_success  # per-step flags -> bool
-    make_expert: Callable[[TaskSpec], Expert] | None = None
+    make_expert: Callable[..., Expert] | None = None  # make_expert(spec, choice=DEFAULT_EXPERT)
     upstream_id: str = ""  # the family's own id (e.g. "assembly-v3")
     description: str = ""
     action_bound: float = 1.0  # every simulator here executes actions clipped to [-bound, bound]
     # what made the demos (stored in each demo file; a file of another expert setting is refused): None =
     # "scripted-expert" (code-only experts); tunable experts (the DMC and Adroit planners) name their settings
-    expert_source: Callable[[TaskSpec], str] | None = None
+    expert_source: Callable[..., str] | None = None  # expert_source(spec, choice=DEFAULT_EXPERT)
+    expert_kinds: tuple[str, ...] = ()  # selectable experts, the default first; () = one expert, not selectable
 
     def executed_actions(self, actions: np.ndarray) -> np.ndarray:
         """Actions as the simulator executes them (clipped to [-action_bound, action_bound]): what demo files
@@ -136,6 +150,28 @@ def resolve_tasks(suite: str | None = None, task: str | None = None) -> list[Tas
     if task is not None:
         return [get_task(task)]
     return [get_task(n) for n in get_suite(suite).tasks]
+
+
+def check_expert_choice(spec: TaskSpec, choice: ExpertChoice) -> None:
+    """Refuse an expert kind the task does not have (kind None is always the default)."""
+    if spec.make_expert is None:
+        raise InputError(f"{spec.name} has no expert: its demos must be imported, not collected")
+    if choice.kind is not None and choice.kind not in spec.expert_kinds:
+        have = (f"its experts: {', '.join(spec.expert_kinds)} (the first is the default)" if spec.expert_kinds
+                else "it has one expert, not selectable (expert=null)")
+        raise InputError(f"{spec.name} has no '{choice.kind}' expert; {have}")
+
+
+def task_expert(spec: TaskSpec, choice: ExpertChoice = DEFAULT_EXPERT) -> Expert:
+    """The task's expert named by `choice` (the default one when choice.kind is None)."""
+    check_expert_choice(spec, choice)
+    return spec.make_expert(spec, choice)
+
+
+def task_expert_source(spec: TaskSpec, choice: ExpertChoice = DEFAULT_EXPERT) -> str | None:
+    """What demo files of that expert record as their source (None: a code-only scripted expert)."""
+    check_expert_choice(spec, choice)
+    return None if spec.expert_source is None else spec.expert_source(spec, choice)
 
 
 def episode_seeds(base_seed: int, count: int) -> list[int]:

@@ -44,6 +44,9 @@ DEMO_KEYS = ("num_demos", "seed", "post_success_steps", "horizon", "max_failures
              "camera", "workers", "compression", "compression_level", "valid_fraction")
 DEMO_IDENTITY = ("num_demos", "seed", "post_success_steps", "horizon", "preset", "resolution", "crop", "camera",
                  "valid_fraction")
+# the expert that makes the demos: in a recipe (and its identity) only when set, so recipes of the default experts
+# keep their folders and cell hashes
+DEMO_EXPERT_KEYS = ("expert", "expert_weights")
 
 
 def drop_keys(cfg: Mapping, dotted: set[str], prefix: str = "") -> dict:
@@ -220,10 +223,12 @@ def demo_recipe(demos: Mapping) -> dict:
     from theia_eval.config import compose
 
     base = to_plain(compose("demos", [], paths=False))
-    unknown = set(demos) - set(DEMO_KEYS)
+    unknown = set(demos) - set(DEMO_KEYS) - set(DEMO_EXPERT_KEYS)
     if unknown:
-        raise InputError(f"unknown keys {sorted(unknown)} in the sweep's demos block; valid: {', '.join(DEMO_KEYS)}.")
+        raise InputError(f"unknown keys {sorted(unknown)} in the sweep's demos block; valid: "
+                         f"{', '.join(DEMO_KEYS + DEMO_EXPERT_KEYS)}.")
     recipe = {k: demos.get(k, base.get(k)) for k in DEMO_KEYS}
+    recipe.update({k: to_plain(demos[k]) for k in DEMO_EXPERT_KEYS if demos.get(k) is not None})
     check_config("demos", recipe, "the sweep's demos block")
     return recipe
 
@@ -232,8 +237,13 @@ def demos_dir_for(root: Path, recipe: Mapping) -> Path:
     """Demo files of one recipe live in their own folder, so recipes never mix."""
     crop = recipe["crop"] if recipe["crop"] is not None else "none"
     tag = (f"{recipe['num_demos']}demos-{recipe['preset']}{recipe['resolution']}-crop{crop}-"
-           f"{stable_hash({k: recipe[k] for k in DEMO_IDENTITY}, 8)}")
+           f"{stable_hash(demo_identity(recipe), 8)}")
     return root / tag
+
+
+def demo_identity(recipe: Mapping) -> dict:
+    """The recipe keys that change the demos (the expert keys only when set)."""
+    return {k: recipe[k] for k in DEMO_IDENTITY + DEMO_EXPERT_KEYS if k in recipe}
 
 
 def demo_config(recipe: Mapping):
@@ -247,7 +257,8 @@ def demo_config(recipe: Mapping):
                       max_failures=recipe["max_failures"], workers=int(recipe["workers"]),
                       render=RenderSpec(recipe["preset"], int(recipe["resolution"]), recipe["crop"]),
                       camera=recipe["camera"], storage=Storage(recipe["compression"], recipe["compression_level"]),
-                      valid_fraction=float(recipe["valid_fraction"]), progress=False)
+                      valid_fraction=float(recipe["valid_fraction"]), progress=False,
+                      expert=recipe.get("expert"), expert_weights=recipe.get("expert_weights"))
 
 
 # ------------------------------------------------------------------------------------------- the jobs
@@ -498,6 +509,10 @@ def demo_job(task: str, recipe: Mapping, demos_dir: Path) -> DemoJob:
     if spec.make_expert is None and not path.is_file():
         raise InputError(f"{task} has no scripted expert and {path} does not exist: import its demos first "
                          f"(`theia-eval demos --import PICKLE task={task} out={path}`).")
+    if spec.make_expert is not None and any(k in recipe for k in DEMO_EXPERT_KEYS):
+        from theia_eval.envs.tasks import task_expert_source
+
+        task_expert_source(spec, demo_config(recipe).expert_choice(spec))  # refuses a kind or weights file now
     return DemoJob(task, task, dict(recipe), str(demos_dir), str(path), spec.make_expert is not None)
 
 
@@ -511,7 +526,7 @@ def cell_job(base: DictConfig, enc: EncoderEntry, task: str, head: str, seed: in
     cfg.update(encoder=enc.name, weights=enc.weights, task=task, suite=None, head=head, seed=seed)
     ident = drop_keys(cfg, NON_IDENTITY)
     ident.update(encoder={"name": enc.name, "weights": enc.weights_key},
-                 demos={k: recipe[k] for k in DEMO_IDENTITY})
+                 demos=demo_identity(recipe))
     config_hash = stable_hash(ident, 16)
     cfg["out_dir"] = str(out_dir / "runs" / folder_name(enc.label) / config_hash[:12])
     devs = deviations(cfg, recipe, spec.suite)

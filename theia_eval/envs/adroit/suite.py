@@ -9,20 +9,21 @@ from theia_eval.envs.adroit.frames import adroit_extra_tasks
 from theia_eval.envs.adroit.importer import import_minari_adroit
 from theia_eval.envs.adroit.sim import ADROIT_TASKS, CAMERA, FAMILY, AdroitSim, AdroitTask, facts, hand_qpos
 from theia_eval.envs.family import Family, fixed_cameras, register_family
-from theia_eval.envs.tasks import SuiteSpec, TaskSpec
+from theia_eval.envs.tasks import DEFAULT_EXPERT, ExpertChoice, SuiteSpec, TaskSpec
 
 
 def _make_sim(spec: TaskSpec, horizon: int | None = None) -> AdroitSim:
     return AdroitSim(facts(spec))
 
 
-def _make_expert(spec: TaskSpec):
+def _make_expert(spec: TaskSpec, choice: ExpertChoice = DEFAULT_EXPERT):
+    """The MPC expert (one per task; tasks.check_expert_choice refuses other kinds)."""
     from theia_eval.envs.adroit.expert import make_expert
 
     return make_expert(facts(spec))
 
 
-def _expert_source(spec: TaskSpec) -> str:
+def _expert_source(spec: TaskSpec, choice: ExpertChoice = DEFAULT_EXPERT) -> str:
     from theia_eval.envs.adroit.expert import expert_source
 
     return expert_source(facts(spec))

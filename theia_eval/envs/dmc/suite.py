@@ -6,7 +6,7 @@ from theia_eval.envs.dmc.frames import DMC_CAMERAS, dmc_extra_tasks
 from theia_eval.envs.dmc.sim import DMC_TASKS, FAMILY, STATE_DIMS, DMCSim, DMCTask, facts, no_proprio
 from theia_eval.envs.family import Family, first_cameras, register_family
 from theia_eval.envs.simstate import params_size
-from theia_eval.envs.tasks import SuiteSpec, TaskSpec
+from theia_eval.envs.tasks import DEFAULT_EXPERT, ExpertChoice, SuiteSpec, TaskSpec
 
 CORTEXBENCH_TASKS = ("walker-stand", "walker-walk", "reacher-easy", "cheetah-run", "finger-spin")
 
@@ -15,16 +15,22 @@ def _make_sim(spec: TaskSpec, horizon: int | None = None) -> DMCSim:
     return DMCSim(facts(spec), horizon or spec.horizon)
 
 
-def _make_expert(spec: TaskSpec):
-    from theia_eval.envs.dmc.expert import make_expert
+def _make_expert(spec: TaskSpec, choice: ExpertChoice = DEFAULT_EXPERT):
+    from theia_eval.envs.dmc.expert import make_task_expert
 
-    return make_expert(facts(spec))
+    return make_task_expert(facts(spec), choice)
 
 
-def _expert_source(spec: TaskSpec) -> str:
-    from theia_eval.envs.dmc.expert import expert_source
+def _expert_source(spec: TaskSpec, choice: ExpertChoice = DEFAULT_EXPERT) -> str:
+    from theia_eval.envs.dmc.expert import task_expert_source
 
-    return expert_source(facts(spec))
+    return task_expert_source(facts(spec), choice)
+
+
+def _expert_kinds(task: DMCTask) -> tuple[str, ...]:
+    from theia_eval.envs.dmc.expert import expert_kinds
+
+    return expert_kinds(task)
 
 
 def normalized_score(episode_return: float) -> float:
@@ -38,7 +44,7 @@ def task_spec(task: DMCTask) -> TaskSpec:
                     horizon=task.horizon, action_dim=task.action_dim, proprio_dim=0,
                     state_dim=STATE_DIMS[task.domain] + params_size(task.params),
                     make_sim=_make_sim, proprio=no_proprio, make_expert=_make_expert,
-                    expert_source=_expert_source, upstream_id=task.upstream_id,
+                    expert_source=_expert_source, expert_kinds=_expert_kinds(task), upstream_id=task.upstream_id,
                     description=f"dm_control {task.domain}-{task.task}, action repeat "
                                 f"{task.action_repeat}, camera 0 ({task.camera}), privileged expert")
 

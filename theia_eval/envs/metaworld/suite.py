@@ -7,7 +7,7 @@ import numpy as np
 from theia_eval.envs.family import Family, fixed_cameras, register_family
 from theia_eval.envs.metaworld.expert import MetaWorldExpert
 from theia_eval.envs.metaworld.sim import FAMILY, HORIZON, TOP_CAP2, VERSION_SUFFIX, MetaWorldSim, upstream_names
-from theia_eval.envs.tasks import SuiteSpec, TaskSpec
+from theia_eval.envs.tasks import DEFAULT_EXPERT, ExpertChoice, SuiteSpec, TaskSpec
 
 CORTEXBENCH_TASKS = ("assembly", "bin-picking", "button-press-topdown", "drawer-open", "hammer")
 
@@ -16,7 +16,8 @@ def _make_sim(spec: TaskSpec, horizon: int | None = None) -> MetaWorldSim:
     return MetaWorldSim(spec.upstream_id, horizon=horizon or spec.horizon)
 
 
-def _make_expert(spec: TaskSpec) -> MetaWorldExpert:
+def _make_expert(spec: TaskSpec, choice: ExpertChoice = DEFAULT_EXPERT) -> MetaWorldExpert:
+    """The scripted expert (one per task; tasks.check_expert_choice refuses other kinds)."""
     return MetaWorldExpert(spec.upstream_id)
 
 
