@@ -11,7 +11,7 @@
 - the planner tasks: `guided`, the planner with a quarter of its samples drawn around the distilled policy's
   open-loop rollout (`guided.py`): the fallback where the policy alone does not hold the returns.
 
-`EXPERT_KINDS` names the selectable experts (`theia-eval demos expert=distilled`); a task's default comes
+`kinds.py` (`EXPERT_KINDS`) names the selectable experts (`theia-eval demos expert=distilled`); a task's default comes
 first (reacher-easy: `analytic`, the others: `planner`). Each kind says what demo files record
 (`task_expert_source`), so demos of different experts or weights are never mixed in one file.
 
@@ -29,7 +29,6 @@ import numpy as np
 from theia_eval.envs.dmc.sim import DMCTask, load_env
 from theia_eval.envs.mpc import MPCConfig, RewardFn, SamplingMPC, plan_from_state
 from theia_eval.envs.simstate import split_state
-from theia_eval.envs.tasks import DEFAULT_EXPERT, ExpertChoice
 from theia_eval.errors import InputError
 
 WALKER_TORSO_Z0 = 1.3  # walker.xml: torso body at z 1.3; its height is 1.3 + qpos[rootz]
@@ -164,7 +163,7 @@ class ReacherExpert:
         return np.clip(self.gains.kp * err - self.gains.kd * qd, -1.0, 1.0)
 
 
-def _check_known(task: DMCTask) -> None:
+def check_known(task: DMCTask) -> None:
     if task.name != "reacher-easy" and task.name not in RECIPES:
         raise InputError(f"no expert for dmc/{task.name}; experts exist for reacher-easy and "
                          f"{', '.join(sorted(RECIPES))}")
@@ -172,7 +171,7 @@ def _check_known(task: DMCTask) -> None:
 
 def make_expert(task: DMCTask, **mpc_overrides):
     """The default privileged expert of a DMC task (MPC settings may be overridden, e.g. samples=64)."""
-    _check_known(task)
+    check_known(task)
     if task.name == "reacher-easy":
         if mpc_overrides:
             raise InputError(f"dmc/reacher-easy's expert is analytic (inverse kinematics + PD): it takes no MPC "
@@ -198,7 +197,7 @@ def expert_source(task: DMCTask, **mpc_overrides) -> str:
     threads do not change the plans, so they are left out)."""
     from dataclasses import asdict
 
-    _check_known(task)
+    check_known(task)
     if task.name == "reacher-easy":
         make_expert(task, **mpc_overrides)  # refuses overrides
         g = ReacherGains()
@@ -206,70 +205,3 @@ def expert_source(task: DMCTask, **mpc_overrides) -> str:
     recipe, mpc = RECIPES[task.name], _mpc(task, mpc_overrides)
     text = ", ".join(f"{k} {v}" for k, v in sorted(asdict(mpc).items()) if k != "threads")
     return f"privileged expert: sampling MPC ({text}; planning timestep x{recipe.coarsen})"
-
-
-# ------------------------------------------------------------------------------------- expert kinds
-@dataclass(frozen=True)
-class ExpertKind:
-    """One selectable expert of the DMC tasks (`theia-eval demos expert=KIND`)."""
-
-    build: Callable[[DMCTask, ExpertChoice], object]  # (task, choice) -> expert with get_action(state)
-    source: Callable[[DMCTask, ExpertChoice], str]  # what demo files record
-    tasks: tuple[str, ...]  # DMC task names it exists for
-
-
-def _distilled(task: DMCTask, choice: ExpertChoice):
-    from theia_eval.envs.dmc.policy import DistilledExpert
-
-    return DistilledExpert(task, choice.weights)
-
-
-def _distilled_source(task: DMCTask, choice: ExpertChoice) -> str:
-    from theia_eval.envs.dmc.policy import distilled_source
-
-    return distilled_source(task, choice.weights)
-
-
-def _guided(task: DMCTask, choice: ExpertChoice):
-    from theia_eval.envs.dmc.guided import GuidedExpert
-
-    return GuidedExpert(task, choice.weights)
-
-
-def _guided_source(task: DMCTask, choice: ExpertChoice) -> str:
-    from theia_eval.envs.dmc.guided import guided_source
-
-    return guided_source(task, choice.weights)
-
-
-EXPERT_KINDS: dict[str, ExpertKind] = {  # a task's default kind is the first that lists it
-    "analytic": ExpertKind(lambda t, c: make_expert(t), lambda t, c: expert_source(t), ("reacher-easy",)),
-    "planner": ExpertKind(lambda t, c: make_expert(t), lambda t, c: expert_source(t), tuple(RECIPES)),
-    "distilled": ExpertKind(_distilled, _distilled_source, ("reacher-easy", *RECIPES)),
-    "guided": ExpertKind(_guided, _guided_source, tuple(RECIPES)),
-}
-
-
-def expert_kinds(task: DMCTask) -> tuple[str, ...]:
-    """The kinds of expert a task has, its default first."""
-    return tuple(k for k, kind in EXPERT_KINDS.items() if task.name in kind.tasks)
-
-
-def _kind(task: DMCTask, choice: ExpertChoice) -> ExpertKind:
-    _check_known(task)
-    kinds = expert_kinds(task)
-    name = choice.kind or kinds[0]
-    if name not in kinds:
-        raise InputError(f"dmc/{task.name} has no '{name}' expert; its experts: {', '.join(kinds)} "
-                         f"(the first is the default)")
-    return EXPERT_KINDS[name]
-
-
-def make_task_expert(task: DMCTask, choice: ExpertChoice = DEFAULT_EXPERT):
-    """The expert `choice` names (kind None: the task's default)."""
-    return _kind(task, choice).build(task, choice)
-
-
-def task_expert_source(task: DMCTask, choice: ExpertChoice = DEFAULT_EXPERT) -> str:
-    """What demo files made by the expert `choice` names record (planner and distilled demos never mix)."""
-    return _kind(task, choice).source(task, choice)

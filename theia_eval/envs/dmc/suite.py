@@ -16,19 +16,19 @@ def _make_sim(spec: TaskSpec, horizon: int | None = None) -> DMCSim:
 
 
 def _make_expert(spec: TaskSpec, choice: ExpertChoice = DEFAULT_EXPERT):
-    from theia_eval.envs.dmc.expert import make_task_expert
+    from theia_eval.envs.dmc.kinds import make_task_expert
 
     return make_task_expert(facts(spec), choice)
 
 
 def _expert_source(spec: TaskSpec, choice: ExpertChoice = DEFAULT_EXPERT) -> str:
-    from theia_eval.envs.dmc.expert import task_expert_source
+    from theia_eval.envs.dmc.kinds import task_expert_source
 
     return task_expert_source(facts(spec), choice)
 
 
 def _expert_kinds(task: DMCTask) -> tuple[str, ...]:
-    from theia_eval.envs.dmc.expert import expert_kinds
+    from theia_eval.envs.dmc.kinds import expert_kinds
 
     return expert_kinds(task)
 
