@@ -17,10 +17,12 @@ piece() {  # piece CORE ENCODER HEAD: one encoder x head of part 1 on one core
   taskset -c "$1" nice -n 5 $TE sweep sweep=offline-study-metaworld out_dir=results/study/metaworld threads=1 \
     "sweep.encoders=[{name:$2,heads:[$3]}]" >> "results/study/metaworld/sweep-$2-$3.log" 2>&1
 }
-# part 1: the efficientnet-lite0 conv cells need no new embedding (token caches), the mlp ones a summary cache
+# part 1: the efficientnet-lite0 conv cells need no new embedding (token caches); the mlp ones a summary cache,
+# computed in seconds from those token caches. Both lanes share one out_dir and store: each piece reads its own
+# plans/plan-<hash>.json, and a cell being trained by one lane is skipped ("busy") by the other.
 ( piece 0 blind mlp; piece 0 efficientnet-lite0 conv; piece 0 efficientnet-lite0 mlp; piece 0 pixels conv ) &
 lane0=$!
-( piece 1 theia-offline mlp; piece 1 theia-offline conv ) &
+( piece 1 theia-offline mlp; piece 1 theia-offline conv; piece 1 pixels conv ) &  # a cell one lane trains, the other skips
 lane1=$!
 wait $lane0 $lane1
 $TE publish sweep_dir=results/study/metaworld dest=results/reference/study/metaworld claims=offline-study-metaworld grid=config
