@@ -26,20 +26,6 @@ def upstream_commit(folder: Path) -> str:
     return result.stdout.strip() if result.returncode == 0 else "unknown"
 
 
-def tiny_deit(folder: Path) -> Path:
-    """The tiny facebook/deit-* style folder the reference builds its backbone from (as the tests write it)."""
-    from transformers import ViTConfig, ViTImageProcessor, ViTModel
-
-    cfg = ViTConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, patch_size=16,
-                    image_size=224, layer_norm_eps=1e-12, qkv_bias=True)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        ViTModel(cfg, add_pooling_layer=False).save_pretrained(folder)
-    ViTImageProcessor(do_resize=True, size={"height": 224, "width": 224}, resample=2, image_mean=[0.5] * 3,
-                      image_std=[0.5] * 3).save_pretrained(folder)
-    return folder
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--images", type=int, default=3)
@@ -56,7 +42,7 @@ def main() -> None:
     from theia.models import rvfm, utils
 
     tmp = Path(tempfile.mkdtemp(prefix="theia-parity-"))
-    ref = fixture.reference_model(rvfm, tiny_deit(tmp / "tiny-deit-patch16-224"))
+    ref = fixture.reference_model(rvfm, fixture.write_tiny_deit(tmp / "tiny-deit-patch16-224"))
     torch.save(ref.state_dict(), tmp / "rvfm.pth")
     ours = load_theia(tmp / "rvfm.pth", num_heads=2)
     auto = AutoModel.from_pretrained(str(save_theia(ours, tmp / "export")), trust_remote_code=True)

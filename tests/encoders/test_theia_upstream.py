@@ -39,12 +39,11 @@ def upstream_modules():
     return rvfm, utils
 
 
-@pytest.fixture(scope="module")
-def deit_dir(tmp_path_factory):
-    """A tiny ViT in the facebook/deit-* folder layout (weights + DeiT-like image processor), for the reference."""
+def write_tiny_deit(folder):
+    """A tiny ViT in the facebook/deit-* folder layout (weights + DeiT-like image processor), for the reference
+    (also used by benchmarks/theia_parity.py)."""
     from transformers import ViTConfig, ViTImageProcessor, ViTModel
 
-    folder = tmp_path_factory.mktemp("upstream") / "tiny-deit-patch16-224"
     cfg = ViTConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, patch_size=16,
                     image_size=224, layer_norm_eps=1e-12, qkv_bias=True)
     with torch.random.fork_rng(devices=[]):
@@ -53,6 +52,11 @@ def deit_dir(tmp_path_factory):
     ViTImageProcessor(do_resize=True, size={"height": 224, "width": 224}, resample=2, image_mean=[0.5] * 3,
                       image_std=[0.5] * 3).save_pretrained(folder)
     return folder
+
+
+@pytest.fixture(scope="module")
+def deit_dir(tmp_path_factory):
+    return write_tiny_deit(tmp_path_factory.mktemp("upstream") / "tiny-deit-patch16-224")
 
 
 def reference_file(relative: str):
