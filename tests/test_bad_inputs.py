@@ -28,19 +28,22 @@ RUN = ["encoder=pixels", f"task={TASK}", "head=conv", "bc.progress=false", "eval
 
 
 # --- tiny real files -------------------------------------------------------------------------------
-def write_demo_file(path: Path, task: str = TASK, camera: str = "top_cap2", nan: bool = False, seed: int = 0) -> None:
+def write_demo_file(path: Path, task: str = TASK, camera: str = "top_cap2", nan: bool = False, seed: int = 0,
+                    dims: tuple[int, int, int] = (4, 4, 39)) -> None:
+    """A 2-episode demo file of `task`; dims = (action, proprio, state) sizes (Meta-World's by default)."""
     from theia_eval.envs.dataset import DatasetMeta, Episode, write_demos
     from theia_eval.envs.renderer import RenderSpec
 
     rng = np.random.default_rng(seed)
+    action_dim, proprio_dim, state_dim = dims
     episodes = []
     for i in range(2):
-        actions = rng.uniform(-1, 1, (6, 4)).astype(np.float32)
+        actions = rng.uniform(-1, 1, (6, action_dim)).astype(np.float32)
         if nan and i == 1:
             actions[2, 1] = np.nan
         episodes.append(Episode(rgb=rng.integers(0, 256, (6, 56, 56, 3), dtype=np.uint8),
-                                proprio=rng.standard_normal((6, 4)).astype(np.float32),
-                                state=rng.standard_normal((6, 39)).astype(np.float32), actions=actions,
+                                proprio=rng.standard_normal((6, proprio_dim)).astype(np.float32),
+                                state=rng.standard_normal((6, state_dim)).astype(np.float32), actions=actions,
                                 rewards=np.zeros(6, np.float32), success=np.r_[np.zeros(5, bool), True],
                                 seed=54321 + i))
     meta = DatasetMeta(task=task, suite=task.split("/")[0], camera=camera, render=RenderSpec("fast", 64, 56),
@@ -88,6 +91,11 @@ def root(tmp_path_factory) -> Path:
     write_demo_file(demos / "metaworld" / "window-open.hdf5", task="metaworld/window-open", seed=1)
     write_demo_file(demos / "nan.hdf5", nan=True)
     write_demo_file(demos / "corner.hdf5", camera="corner")
+    from theia_eval.envs.tasks import get_task
+
+    walker = get_task("dmc/walker-stand")  # a DMC file: its own camera, action size, no proprio
+    write_demo_file(demos / "dmc" / "walker-stand.hdf5", task=walker.name, camera=walker.camera, seed=2,
+                    dims=(walker.action_dim, walker.proprio_dim, walker.state_dim))
     (root / "notes.txt").write_text("just some notes, not data\n")
     images = root / "images"
     images.mkdir()
@@ -181,6 +189,19 @@ def setup_damaged_plan(root: Path, d: Path) -> None:
     (d / "sw" / "plan.json").write_text('{"name": "smoke", "sto')  # cut short by a kill
 
 
+def setup_adroit_without_pen_model(root: Path, d: Path) -> None:
+    """{case}/site: a gymnasium-robotics install (first on PYTHONPATH) whose Adroit folder lacks adroit_pen.xml."""
+    import gymnasium_robotics
+
+    real = Path(os.path.realpath(gymnasium_robotics.__file__)).parent / "envs" / "assets" / "adroit_hand"
+    assets = d / "site" / "gymnasium_robotics" / "envs" / "assets" / "adroit_hand"
+    assets.mkdir(parents=True)
+    (d / "site" / "gymnasium_robotics" / "__init__.py").write_text("")
+    for name in ("adroit_relocate.xml", "adroit_assets.xml", "adroit_model.xml"):
+        shutil.copy(real / name, assets / name)
+    (assets / "resources").mkdir()
+
+
 def setup_file(root: Path, d: Path) -> None:
     d.mkdir(parents=True)
     (d / "a file").write_text("x\n")
@@ -205,6 +226,7 @@ class Case:
     match: str  # regex the error message must match
     setup: Callable[[Path, Path], None] | None = None
     readonly: bool = False  # {case}/ro is made unwritable
+    env: dict[str, str] = field(default_factory=dict)  # extra environment ({case} replaced)
     verb: str = field(init=False)
 
     def __post_init__(self) -> None:
@@ -213,6 +235,7 @@ class Case:
 
 D, DW, NAN, CORNER = ("{root}/demos/metaworld/drawer-open.hdf5", "{root}/demos/metaworld/window-open.hdf5",
                       "{root}/demos/nan.hdf5", "{root}/demos/corner.hdf5")
+DMC = "{root}/demos/dmc/walker-stand.hdf5"
 TRAIN = ["train", *RUN, f"demos={D}", "out_dir={case}/runs", "cache_dir={case}/cache"]
 EMBED = ["embed", "encoder=pixels", f"demos={D}", "cache_dir={case}/cache"]
 DEMOS = ["demos", f"task={TASK}", "out_dir={case}/demos", "workers=0", "progress=false"]
@@ -237,6 +260,10 @@ CASES = [
     Case("demos-crop-too-big", [*DEMOS, "crop=300"], r"crop=300 is larger than resolution=256"),
     Case("demos-compression", [*DEMOS, "compression=zip"], r"compression='zip' \(a text\) is not allowed: .*one of gzip, lzf"),
     Case("demos-negative-workers", [*DEMOS, "workers=-1"], r"workers=-1 is not allowed: workers must be an integer >= 0"),
+    Case("demos-adroit-model-missing", [*DEMOS[:1], "task=adroit/pen", *DEMOS[2:]],
+         r"the Adroit model of AdroitHandPen-v1 is incomplete: adroit_pen.xml missing from .*site.*"
+         r"reinstall it: `pip install --force-reinstall gymnasium-robotics`",
+         setup=setup_adroit_without_pen_model, env={"PYTHONPATH": "{case}/site"}),
     Case("experts-metaworld-task", ["experts", f"task={TASK}", "out_dir={case}/experts"],
          r"distilled experts are trained for DMC tasks only .*got task=.metaworld/drawer-open."),
     Case("experts-negative-rounds", ["experts", "task=dmc/reacher-easy", "rounds=-1", "out_dir={case}/experts"],
@@ -261,6 +288,8 @@ CASES = [
     Case("embed-text-demos", ["embed", "encoder=pixels", "demos={root}/notes.txt", "cache_dir={case}/c"], r"notes.txt is not a readable HDF5 file"),
     Case("embed-other-task-demos", ["embed", "encoder=pixels", f"demos={DW}", f"task={TASK}", "cache_dir={case}/c"],
          r"holds demos of metaworld/window-open .*not of metaworld/drawer-open"),
+    Case("embed-dmc-demos", ["embed", "encoder=pixels", f"demos={DMC}", f"task={TASK}", "cache_dir={case}/c"],
+         r"holds demos of dmc/walker-stand .*not of metaworld/drawer-open"),
     Case("embed-cache-dir-is-file", ["embed", "encoder=pixels", f"demos={D}", "cache_dir={case}/a file"], r"cache_dir=.* is a file, not a folder",
          setup=setup_file),
     Case("embed-zero-threads", [*EMBED, "threads=0"], r"threads=0 is not allowed: threads must be an integer >= 1, or null"),
@@ -273,6 +302,8 @@ CASES = [
     Case("train-negative-seed", [*TRAIN, "seed=-1"], r"seed=-1 is not allowed: seed must be an integer >= 0"),
     Case("train-other-task-demos", ["train", *RUN, f"demos={DW}", "out_dir={case}/runs", "cache_dir={case}/cache"],
          r"window-open.hdf5 holds demos of metaworld/window-open .*not of metaworld/drawer-open"),
+    Case("train-dmc-demos", ["train", *RUN, f"demos={DMC}", "out_dir={case}/runs", "cache_dir={case}/cache"],
+         r"walker-stand.hdf5 holds demos of dmc/walker-stand .*not of metaworld/drawer-open"),
     Case("train-other-render-demos", [*TRAIN, "eval.resolution=128"],
          r"rendered with preset=fast resolution=64 crop=56, but preset=fast resolution=128 crop=56 was requested.*force=true"),
     Case("train-other-camera-demos", ["train", *RUN, f"demos={CORNER}", "out_dir={case}/runs", "cache_dir={case}/cache"],
@@ -360,9 +391,10 @@ def snapshot(root: Path) -> dict[str, tuple]:
             for p in root.rglob("*")}
 
 
-def run_cli(argv: list[str], root: Path) -> subprocess.CompletedProcess:
+def run_cli(argv: list[str], root: Path, extra_env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     env = {**os.environ, "HOME": str(root / "home"), "THEIA_EVAL_DATA": str(root / "data root"),
-           "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "MUJOCO_GL": "egl", "PYTHONWARNINGS": "ignore"}
+           "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "MUJOCO_GL": "egl", "PYTHONWARNINGS": "ignore",
+           **(extra_env or {})}
     return subprocess.run([sys.executable, "-m", "theia_eval.cli", *argv], cwd=root / "cwd", env=env,
                           capture_output=True, text=True, timeout=300)
 
@@ -378,9 +410,10 @@ def test_bad_input_is_refused_cleanly(case: Case, root: Path):
         if undo is None:
             pytest.skip("cannot make a read-only folder here (root without chattr)")
     argv = [a.replace("{root}", str(root)).replace("{case}", str(case_dir)) for a in case.argv]
+    env = {k: v.replace("{case}", str(case_dir)) for k, v in case.env.items()}
     before = snapshot(root)
     try:
-        result = run_cli(argv, root)
+        result = run_cli(argv, root, env)
     finally:
         if undo is not None:
             undo()

@@ -97,9 +97,10 @@ def plain(value):
 
 def _collect(cfg) -> int:
     from theia_eval.envs.demos import collect
-    from theia_eval.envs.tasks import resolve_tasks
+    from theia_eval.envs.tasks import check_ready, resolve_tasks
 
     specs = resolve_tasks(cfg.suite, cfg.task)
+    check_ready(specs)
     reports = collect(specs, cfg.out_dir, demo_config(cfg))
     for r in reports:
         size = r.path.stat().st_size / 2**20
@@ -151,11 +152,12 @@ def is_minari_source(path: str | Path) -> bool:
 def _import(source: str, cfg) -> int:
     from theia_eval.envs.dataset import Storage
     from theia_eval.envs.importers import import_cortexbench_pickle
-    from theia_eval.envs.tasks import get_task
+    from theia_eval.envs.tasks import check_ready, get_task
 
     if cfg.task is None or cfg.out is None:
         raise InputError("--import needs task=<family>/<task> and out=PATH.hdf5")
     spec = get_task(cfg.task)
+    check_ready([spec])  # the importers render through the task's simulator
     if is_minari_source(source):
         return _import_minari(source, spec, cfg)
     out = import_cortexbench_pickle(source, cfg.task, Path(cfg.out), camera=cfg.camera,

@@ -12,7 +12,7 @@ can be sent to worker processes by name.
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -85,6 +85,9 @@ class TaskSpec:
     # "scripted-expert" (code-only experts); tunable experts (the DMC and Adroit planners) name their settings
     expert_source: Callable[..., str] | None = None  # expert_source(spec, choice=DEFAULT_EXPERT)
     expert_kinds: tuple[str, ...] = ()  # selectable experts, the default first; () = one expert, not selectable
+    # raises InputError when something the simulator loads is missing here (a package, a model file): the verbs
+    # call it (check_ready) before they create any output; None = nothing to check
+    check_ready: Callable[[TaskSpec], None] | None = None
 
     def executed_actions(self, actions: np.ndarray) -> np.ndarray:
         """Actions as the simulator executes them (clipped to [-action_bound, action_bound]): what demo files
@@ -150,6 +153,13 @@ def resolve_tasks(suite: str | None = None, task: str | None = None) -> list[Tas
     if task is not None:
         return [get_task(task)]
     return [get_task(n) for n in get_suite(suite).tasks]
+
+
+def check_ready(specs: Iterable[TaskSpec]) -> None:
+    """Refuse tasks whose simulator cannot be built here (TaskSpec.check_ready), before a verb writes anything."""
+    for spec in specs:
+        if spec.check_ready is not None:
+            spec.check_ready(spec)
 
 
 def check_expert_choice(spec: TaskSpec, choice: ExpertChoice) -> None:

@@ -26,8 +26,9 @@ if TYPE_CHECKING:
 def train(argv: list[str]) -> int:
     """`theia-eval train encoder=NAME task=TASK head=conv seed=100` (or suite=...)."""
     _, cfg = verb_config(verb_parser("train", train.__doc__ + "\n\n" + RUNS_DOC), argv, "train")
-    from theia_eval.envs.tasks import resolve_tasks
+    from theia_eval.envs.tasks import check_ready, resolve_tasks
     specs = resolve_tasks(cfg.suite, cfg.task)
+    check_ready(specs)
     if cfg.demos and len(specs) > 1:
         raise InputError(f"demos={cfg.demos} is one task's file but suite={cfg.suite} has {len(specs)} tasks: "
                          "use demos_dir=DIR for a suite, or task=NAME with demos=FILE.")
@@ -112,7 +113,7 @@ def evaluate(argv: list[str]) -> int:
     from theia_eval.schema import probe_writable
 
     _, cfg = verb_config(verb_parser("evaluate", evaluate.__doc__), argv, "evaluate")
-    from theia_eval.envs.tasks import get_task
+    from theia_eval.envs.tasks import check_ready, get_task
     from theia_eval.policies.bc import load_checkpoint, policy_from_checkpoint
     from theia_eval.policies.evaluate import EvalConfig, eval_render_spec, evaluate_policy
     from theia_eval.policies.heads import head_input_kind
@@ -129,6 +130,7 @@ def evaluate(argv: list[str]) -> int:
     if not rcfg.get("task") or "bc" not in rcfg or "eval" not in rcfg:
         raise InputError(f"{run / 'config.yaml'} is not a `theia-eval train` run config (task, bc, eval missing).")
     spec = get_task(rcfg.task)
+    check_ready([spec])
     demos = demo_file(rcfg, spec)
     meta = read_demo_meta(demos, spec, force=bool(cfg.force))
     ecfg = EvalConfig(**{**OmegaConf.to_container(rcfg.eval), "episodes": int(cfg.episodes),

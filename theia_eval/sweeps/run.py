@@ -101,7 +101,10 @@ def prepare(cfg: DictConfig) -> tuple[Plan, Path, ResultsStore]:
     The jobs read the plan from `plans/plan-<content hash>.json`, a file no later sweep changes, so two sweeps
     over parts of one grid may share an out_dir at the same time; `plan.json` is the latest plan (what
     `publish grid=plan` reads)."""
+    from theia_eval.envs.tasks import check_ready, get_task
+
     plan = build_plan(cfg)
+    check_ready(get_task(t) for t in dict.fromkeys(c.task for c in plan.train))  # before any file is written
     out = Path(cfg.out_dir)
     text = plan.to_json()
     plan_path = out / "plans" / f"plan-{hashlib.sha256(text.encode()).hexdigest()[:16]}.json"

@@ -25,13 +25,16 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
 from theia_eval.envs.simstate import (ModelParam, full_state, param_values, params_size,
                                       set_full_state, set_param_values, split_state)
 from theia_eval.envs.tasks import TaskSpec
+from theia_eval.errors import InputError
 
 FAMILY = "adroit"
 CAMERA = "vil_camera"
@@ -89,14 +92,61 @@ def facts(spec: TaskSpec) -> AdroitTask:
     return ADROIT_TASKS[spec.name.split("/", 1)[1]]
 
 
+# the model files of gymnasium-robotics 1.4.x an Adroit env loads (its envs/assets/adroit_hand/), by upstream id;
+# every one of them includes the two shared files, and the meshes and textures live in resources/
+MODEL_FILES = {"AdroitHandPen-v1": "adroit_pen.xml", "AdroitHandRelocate-v1": "adroit_relocate.xml",
+               "AdroitHandDoor-v1": "adroit_door.xml", "AdroitHandHammer-v1": "adroit_hammer.xml"}
+SHARED_FILES = ("adroit_assets.xml", "adroit_model.xml", "resources")
+REINSTALL = "reinstall it: `pip install --force-reinstall gymnasium-robotics` (or `make install`)"
+
+
+def _import_robotics():
+    with contextlib.redirect_stderr(io.StringIO()):  # a version notice printed at import
+        try:
+            import gymnasium_robotics
+        except ImportError as exc:
+            raise InputError(f"the Adroit tasks need the package gymnasium-robotics, which does not import here "
+                             f"({exc}); install the project's dependencies: `make install` "
+                             "(or `pip install -e .`)") from exc
+    return gymnasium_robotics
+
+
+def asset_dir() -> Path:
+    """gymnasium-robotics' Adroit model folder (envs/assets/adroit_hand), as its envs find it (symlinks
+    resolved)."""
+    robotics = _import_robotics()
+    return Path(os.path.realpath(robotics.__file__)).parent / "envs" / "assets" / "adroit_hand"
+
+
+def check_assets(upstream_id: str) -> None:
+    """Refuse, before anything is built or written, an install of gymnasium-robotics that lacks a file the
+    env `upstream_id` loads (its model, the shared includes, the mesh folder), naming the file and the fix."""
+    folder = asset_dir()
+    names = ([MODEL_FILES[upstream_id]] if upstream_id in MODEL_FILES else []) + list(SHARED_FILES)
+    missing = [name for name in names if not (folder / name).exists()]
+    if missing:
+        raise InputError(f"the Adroit model of {upstream_id} is incomplete: {', '.join(missing)} missing from "
+                         f"{folder} (a damaged gymnasium-robotics install); {REINSTALL}")
+
+
+def check_ready(spec: TaskSpec) -> None:
+    """TaskSpec.check_ready of the Adroit tasks: the package and its model files are there."""
+    check_assets(spec.upstream_id)
+
+
 def make_gym_env(task: AdroitTask):
     """The unwrapped gymnasium-robotics env (no TimeLimit: our env counts the steps)."""
     import gymnasium as gym
 
-    with contextlib.redirect_stderr(io.StringIO()):  # a version notice printed at import
-        import gymnasium_robotics
-    gym.register_envs(gymnasium_robotics)
-    return gym.make(task.upstream_id).unwrapped
+    check_assets(task.upstream_id)
+    gym.register_envs(_import_robotics())
+    try:
+        return gym.make(task.upstream_id).unwrapped
+    except ValueError as exc:  # MuJoCo's model errors: a file the checked ones include is missing or unreadable
+        if "XML" not in str(exc) and "resource" not in str(exc) and "file" not in str(exc):
+            raise
+        raise InputError(f"could not load the Adroit model of {task.upstream_id} from {asset_dir()}: "
+                         f"{str(exc).strip().splitlines()[0]}; {REINSTALL}") from exc
 
 
 class AdroitSim:

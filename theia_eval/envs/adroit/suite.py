@@ -7,7 +7,8 @@ from functools import partial
 
 from theia_eval.envs.adroit.frames import adroit_extra_tasks
 from theia_eval.envs.adroit.importer import import_minari_adroit
-from theia_eval.envs.adroit.sim import ADROIT_TASKS, CAMERA, FAMILY, AdroitSim, AdroitTask, facts, hand_qpos
+from theia_eval.envs.adroit.sim import (ADROIT_TASKS, CAMERA, FAMILY, AdroitSim, AdroitTask, check_ready, facts,
+                                       hand_qpos)
 from theia_eval.envs.family import Family, fixed_cameras, register_family
 from theia_eval.envs.tasks import DEFAULT_EXPERT, ExpertChoice, SuiteSpec, TaskSpec
 
@@ -35,7 +36,7 @@ def task_spec(task: AdroitTask) -> TaskSpec:
                     action_dim=task.action_dim, proprio_dim=task.hand_dofs,
                     state_dim=task.state_dim, make_sim=_make_sim,
                     proprio=partial(hand_qpos, dofs=task.hand_dofs), make_expert=_make_expert,
-                    expert_source=_expert_source, upstream_id=task.upstream_id,
+                    expert_source=_expert_source, upstream_id=task.upstream_id, check_ready=check_ready,
                     description=f"gymnasium-robotics {task.upstream_id} (CortexBench "
                                 f"{task.cortexbench_id}), success: goal on > {task.min_goal_steps} "
                                 "steps, privileged MPC expert")
