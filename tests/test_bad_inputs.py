@@ -264,6 +264,8 @@ CASES = [
          r"the Adroit model of AdroitHandPen-v1 is incomplete: adroit_pen.xml missing from .*site.*"
          r"reinstall it: `pip install --force-reinstall gymnasium-robotics`",
          setup=setup_adroit_without_pen_model, env={"PYTHONPATH": "{case}/site"}),
+    Case("experts-episode-past-horizon", ["experts", "task=dmc/walker-stand", "episode_steps=600", "out_dir={case}/experts"],
+         r"episode_steps=600 is longer than a dmc/walker-stand episode \(500 policy steps.*use episode_steps <= 500"),
     Case("experts-metaworld-task", ["experts", f"task={TASK}", "out_dir={case}/experts"],
          r"distilled experts are trained for DMC tasks only .*got task=.metaworld/drawer-open."),
     Case("experts-negative-rounds", ["experts", "task=dmc/reacher-easy", "rounds=-1", "out_dir={case}/experts"],

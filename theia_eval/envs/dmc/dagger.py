@@ -76,6 +76,11 @@ class DaggerConfig:
             raise InputError(f"DAgger counts and hidden sizes must be >= 1, got {bad or {'hidden': self.hidden}}")
         if self.episode_steps is not None and int(self.episode_steps) < 1:
             raise InputError(f"episode_steps must be >= 1 or null (the task's horizon), got {self.episode_steps}")
+        if self.episode_steps is not None and int(self.episode_steps) > self.dmc.horizon:
+            raise InputError(f"episode_steps={self.episode_steps} is longer than a {self.task} episode "
+                             f"({self.dmc.horizon} policy steps: 1000 simulator steps, action repeat "
+                             f"{self.dmc.action_repeat}), which demos and evaluations never reach; use "
+                             f"episode_steps <= {self.dmc.horizon}, or null for the whole episode")
         if not 0.0 <= float(self.beta_decay) <= 1.0 or not float(self.lr) > 0:
             raise InputError(f"beta_decay must lie in [0, 1] and lr be positive, got {self.beta_decay}, {self.lr}")
         if self.select not in ("best", "last"):
