@@ -287,3 +287,21 @@ def test_replanning_every_k_calls_plans_k_times_less_and_plays_the_plan_between(
         MPCConfig(replan_every=0)
     with pytest.raises(InputError, match="must not exceed the plan's horizon"):
         MPCConfig(horizon=3, replan_every=4)
+
+
+def test_coarser_planning_timestep_spans_the_action_repeat():
+    """coarsen may exceed the physics steps of one control step (cheetah: 1) as long as it divides the steps a
+    policy action is held (x action repeat): the plan's knots then hold fewer, longer steps; the recipe's own
+    settings are unchanged (walker: 5 planning steps per control step, reward read once per control step)."""
+    from theia_eval.envs.dmc.expert import RECIPES, MPCExpert
+
+    cheetah = facts(get_task("dmc/cheetah-run"))  # 1 physics step of 0.01 s per control step, action repeat 4
+    recipe = RECIPES["cheetah-run"]
+    for coarsen, knot, every in ((1, 4, 1), (2, 2, 1), (4, 1, 1)):
+        expert = MPCExpert(cheetah, replace(recipe, coarsen=coarsen), replace(recipe.mpc, samples=4, horizon=3))
+        assert (expert.mpc.knot_steps, expert.mpc.reward_every) == (knot, every)
+        assert expert.model.opt.timestep == pytest.approx(0.01 * coarsen)
+    walker = MPCExpert(facts(get_task("dmc/walker-stand")), RECIPES["walker-stand"])
+    assert (walker.mpc.knot_steps, walker.mpc.reward_every) == (10, 5)  # 10 physics steps x repeat 2 / 2
+    with pytest.raises(InputError, match="coarsen=3 must divide the 4 physics steps of a policy step"):
+        MPCExpert(cheetah, replace(recipe, coarsen=3))

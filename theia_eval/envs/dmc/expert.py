@@ -90,8 +90,10 @@ RECIPES: dict[str, PlannerRecipe] = {  # tuned by hand on a few seeds (benchmark
     # samples=64: 959 / 941 on the demo seeds 54321-2 (32 samples: 926 / 844, a slow get-up)
     "walker-stand": PlannerRecipe(walker_reward(0.0), MPCConfig(samples=64, horizon=16, noise=0.3,
                                                                 temperature=0.05), coarsen=2),
+    # coarsen=5 (2 planning steps of 0.0125 s per control step): 912-942 on the demo seeds 54321-4 at 0.4x the
+    # cost of coarsen=2 (benchmarks/RESULTS.md, "Issue 13: cheaper planners"); walker-stand falls at coarsen=5
     "walker-walk": PlannerRecipe(walker_reward(1.0), MPCConfig(samples=48, horizon=16, noise=0.5),
-                                 coarsen=2),
+                                 coarsen=5),
     # iterations=2 (two MPPI refinements per step): 618 / 676 on the demo seeds 54321-2 vs 428 / 523
     # with one; samples=256 gave 641 / 575, noise_hold=2 542 / 531 (benchmarks/experts.py --mpc ...)
     "cheetah-run": PlannerRecipe(cheetah_reward, MPCConfig(samples=128, horizon=25, noise=1.0,
@@ -111,16 +113,18 @@ class MPCExpert:
         sim_model = env.physics.model.ptr
         substeps = int(round(env.control_timestep() / sim_model.opt.timestep))
         env.close()
-        if substeps % recipe.coarsen:
-            raise InputError(f"{task.name}: coarsen={recipe.coarsen} must divide the {substeps} "
-                             "physics steps of a control step")
+        knot_physics = substeps * task.action_repeat  # physics steps one policy action is held
+        if recipe.coarsen < 1 or knot_physics % recipe.coarsen:
+            raise InputError(f"{task.name}: coarsen={recipe.coarsen} must divide the {knot_physics} physics steps "
+                             f"of a policy step ({substeps} per control step x action repeat {task.action_repeat})")
         self.model = copy.copy(sim_model)
         self.model.opt.timestep = sim_model.opt.timestep * recipe.coarsen
-        per_control = substeps // recipe.coarsen
+        # the reward is read once per control step; when a planning step spans several control steps (coarsen
+        # above the substeps, e.g. cheetah's 1 substep), once per planning step
+        per_control = substeps // recipe.coarsen if substeps % recipe.coarsen == 0 else 1
         self.task = task
-        self.mpc = planner(self.model, recipe.reward(self.model),
-                               knot_steps=per_control * task.action_repeat,
-                               reward_every=per_control, cfg=mpc or recipe.mpc)
+        self.mpc = planner(self.model, recipe.reward(self.model), knot_steps=knot_physics // recipe.coarsen,
+                           reward_every=per_control, cfg=mpc or recipe.mpc)
         self._last_time = np.inf
 
     def get_action(self, state: np.ndarray) -> np.ndarray:
