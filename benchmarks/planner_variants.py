@@ -8,7 +8,8 @@
 VARIANT is `key=value;key=value` over the task's recipe (`envs/dmc/expert.py` RECIPES): MPCConfig fields
 (samples, horizon, iterations, noise, ...), `coarsen` (planning timestep multiple) and, for the walker,
 `still=W` (planning reward minus W x the mean squared joint speed) or `stillup=W` (the same, weighted by the
-standing term: free while getting up). Each seed runs one
+standing term: free while getting up), or `knees=W` (minus W x the mean squared knee angle, weighted by the
+standing term: a two-foot stance). Each seed runs one
 full episode with the expert acting, exactly as the demo collector's expert episode (no render replay: add
 `benchmarks/experts.py`'s render time for a demo's cost). Rows are appended to --json, one per episode, with the
 per-50-step reward blocks (where an episode fell shows there).
@@ -49,22 +50,40 @@ def still_reward(build, weight: float, upright_only: bool = False):
     return shaped
 
 
-def parse_variant(text: str) -> tuple[dict, int | None, float]:
+def knees_reward(build, weight: float):
+    """Walker planning reward minus weight x the mean squared knee angle (qpos 4 and 7), weighted by the
+    standing term: a straight-kneed two-foot stance (which a PD hold keeps) over balancing on one leg."""
+    from theia_eval.envs.dmc.expert import WALKER_TORSO_Z0, _tolerance
+
+    def shaped(model):
+        reward = build(model)
+
+        def score(qpos, qvel, sensors):
+            bend = np.mean(np.square(qpos[..., [4, 7]]), axis=-1)
+            return reward(qpos, qvel, sensors) - weight * bend * _tolerance(WALKER_TORSO_Z0 + qpos[..., 0], 1.2,
+                                                                             0.6, "gaussian")
+        return score
+    return shaped
+
+
+def parse_variant(text: str) -> tuple[dict, int | None, float, float]:
     from theia_eval.envs.mpc import MPCConfig
 
-    names, mpc, coarsen, still = {f.name for f in fields(MPCConfig)}, {}, None, 0.0
+    names, mpc, coarsen, still, knees = {f.name for f in fields(MPCConfig)}, {}, None, 0.0, 0.0
     for item in filter(None, text.split(";")):
         key, _, value = item.partition("=")
         if key == "coarsen":
             coarsen = int(value)
+        elif key == "knees":
+            knees = float(value)
         elif key in ("still", "stillup"):
             still = float(value) if key == "still" else -float(value)  # negative: upright only
         elif key in names:
             mpc[key] = float(value) if any(c in value for c in ".e") else int(value)
         else:
             raise SystemExit(f"unknown variant key {key!r}: MPCConfig fields ({', '.join(sorted(names))}), "
-                             "coarsen, still or stillup")
-    return mpc, coarsen, still
+                             "coarsen, still, stillup or knees")
+    return mpc, coarsen, still, knees
 
 
 class WalkerHold:
@@ -150,13 +169,17 @@ def main() -> None:
     args = parser.parse_args()
     spec = get_task(args.task)
     task = facts(spec)
-    mpc, coarsen, still = parse_variant(args.variant)
+    mpc, coarsen, still, knees = parse_variant(args.variant)
     recipe = RECIPES[task.name]
     recipe = replace(recipe, mpc=replace(recipe.mpc, **mpc), coarsen=coarsen or recipe.coarsen)
     if still:
         if not task.name.startswith("walker"):
             raise SystemExit("still= is for the walker tasks")
         recipe = replace(recipe, reward=still_reward(recipe.reward, abs(still), upright_only=still < 0))
+    if knees:
+        if not task.name.startswith("walker"):
+            raise SystemExit("knees= is for the walker tasks")
+        recipe = replace(recipe, reward=knees_reward(recipe.reward, knees))
     if args.hold and task.name != "walker-stand":
         raise SystemExit("--hold is for dmc/walker-stand")
     hold = WalkerHold(task, args.check_steps) if args.hold else None
