@@ -95,8 +95,12 @@ def test_info_summarizes(path):
     assert info["render"] == {"preset": "fast", "resolution": 64, "crop": 56}
     assert info["image_shape"] == (56, 56, 3) and info["size_mb"] > 0
     assert info["frames"] == sum(info["length"][k] for k in ("min", "max"))
+    with open_demos(path) as demos:
+        returns = sorted(float(np.sum(d.rewards)) for d in demos)
+    assert (info["return"]["min"], info["return"]["max"]) == (round(returns[0], 1), round(returns[-1], 1))
     text = format_info(info)
     assert "demos 2" in text and "preset fast" in text and "100%" in text
+    assert f"return (sum of rewards) min/mean/max {info['return']['min']}/" in text
     assert verify_frames(path) == info["frames"]
 
 

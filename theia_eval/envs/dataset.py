@@ -437,12 +437,14 @@ def dataset_info(path: str | Path) -> dict:
         meta, lengths = demos.meta, np.array(demos.lengths)
         final = [bool(d.success[-1]) if len(d) else False for d in demos]
         first = [d.first_success_step for d in demos]
+        returns = np.array([float(np.sum(d.rewards, dtype=np.float64)) for d in demos])
         shape = tuple(demos[0].rgb_dataset.shape[1:]) if len(demos) else ()
         masks = {k: len(demos.mask(k)) for k in ("train", "valid")}
     return {"path": str(path), "task": meta.task, "suite": meta.suite, "camera": meta.camera,
             "source": meta.source, "render": meta.render.as_dict(), "image_shape": shape,
             "demos": len(lengths), "frames": int(lengths.sum()),
             "length": _stats(lengths), "first_success_step": _stats(np.array(first)),
+            "return": _float_stats(returns),  # the sum of each demo's rewards (DMC: the episode return)
             "final_success_rate": float(np.mean(final)) if final else 0.0,
             "horizon": meta.horizon, "post_success_steps": meta.post_success_steps,
             "seeds": list(meta.seeds), "failed_seeds": list(meta.failed_seeds), "masks": masks,
@@ -455,15 +457,22 @@ def _stats(values: np.ndarray) -> dict:
     return {"min": int(values.min()), "mean": round(float(values.mean()), 1), "max": int(values.max())}
 
 
+def _float_stats(values: np.ndarray) -> dict:
+    if values.size == 0:
+        return {"min": 0.0, "mean": 0.0, "max": 0.0}
+    return {k: round(float(f(values)), 1) for k, f in (("min", np.min), ("mean", np.mean), ("max", np.max))}
+
+
 def format_info(info: dict) -> str:
     """Human-readable lines of `dataset_info`."""
-    r, ln, fs = info["render"], info["length"], info["first_success_step"]
+    r, ln, fs, rt = info["render"], info["length"], info["first_success_step"], info["return"]
     return "\n".join([
         f"{info['path']}: {info['task']} ({info['suite']}), {info['source']}",
         f"  demos {info['demos']}, frames {info['frames']}, length min/mean/max "
         f"{ln['min']}/{ln['mean']}/{ln['max']}, first success step {fs['min']}/{fs['mean']}/{fs['max']}",
         f"  final-step success {info['final_success_rate'] * 100:.0f}%, "
         f"horizon {info['horizon']}, kept after success {info['post_success_steps']}",
+        f"  return (sum of rewards) min/mean/max {rt['min']}/{rt['mean']}/{rt['max']}",
         f"  camera {info['camera']}, preset {r['preset']}, resolution {r['resolution']}, "
         f"crop {r['crop']}, image {info['image_shape']}",
         f"  masks train {info['masks']['train']} / valid {info['masks']['valid']}, "
