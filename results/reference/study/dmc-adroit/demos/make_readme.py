@@ -1,5 +1,5 @@
 """Regenerate README.md of this folder from the *.info.txt summaries and collect.log (run from anywhere)."""
-import re, platform, os
+import re
 from pathlib import Path
 D = Path(__file__).resolve().parent
 rows = []
@@ -30,7 +30,7 @@ since this collection; `benchmarks/RESULTS.md`, "Issue 13: cheaper planners"), `
 Candidate j uses seed 54321 + j; a candidate below the task's expert-level return (DMC) or failing the success rule
 (Adroit) is skipped and recorded as a failed seed.
 
-Collected on 2026-11-30 on the 2-core development VM ({platform.processor() or platform.machine()}, {os.cpu_count()} cores) with one
+Collected on 2026-11-30 on the 2-core development VM (Intel Xeon, 2 cores, 23.5 GiB) with one
 demo worker while the study's two Meta-World sweep jobs held both cores, so the seconds are upper bounds (quiet
 figures per demo: `benchmarks/RESULTS.md`). 25 per task (the part-2 grid's count, labelled reduced; the
 protocol's 100 wait for walker-stand and cheetah-run experts within the issue's 20 s).
