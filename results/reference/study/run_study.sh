@@ -1,36 +1,58 @@
 #!/usr/bin/env bash
-# Run (or resume) the reference study on the 2-core machine: part 1 (Meta-World) as two lanes, one core each,
-# then part 3 (entropy and the teacher ablation, reusing part 1's cells through its store), then part 2
-# (DMC and Adroit). Every step resumes: finished cells are skipped, killed cells continue from last.pt;
-# demos and caches are rebuilt when missing (data/ is not committed). The bundled student theia-offline is
-# re-created by scripts/theia_offline.sh (not needed to run this: it ships in the package).
-#   bash results/reference/study/run_study.sh
+# Run (or resume) the reference study on the 2-core machine as two lanes, one core each:
+#   lane 0: part 1 (Meta-World) pieces, then part 3's graded encoders (no distillation needed)
+#   lane 1: part 1 pieces, then part 3's teacher-ablation students (distilled here) and their cells
+# then the part 1 and part 3 reports, then part 2 (DMC and Adroit). Every step resumes: finished cells are
+# skipped, killed cells continue from last.pt, killed distillations from their last checkpoint; demos and caches
+# are rebuilt when missing (data/ is not committed). A lane starts its part-3 work as soon as its part-1 pieces
+# are done, so neither core waits for the other. The bundled student theia-offline and the graded exports come
+# from scripts/theia_offline.sh (data/students/theia-offline-v2; its teacher-target cache is reused by the
+# ablation students, so the teachers are not run again).
+#   bash results/reference/study/run_study.sh          # or: lane0 | lane1 | rest
 # Publish (and commit) after cells land:
 #   theia-eval publish sweep_dir=results/study/metaworld dest=results/reference/study/metaworld claims=offline-study-metaworld grid=config
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
 TE=.venv/bin/theia-eval
 export OMP_NUM_THREADS=1
-mkdir -p results/study/metaworld
+mkdir -p results/study/metaworld results/study/entropy
 
 piece() {  # piece CORE ENCODER HEAD: one encoder x head of part 1 on one core
   taskset -c "$1" nice -n 5 $TE sweep sweep=offline-study-metaworld out_dir=results/study/metaworld threads=1 \
     "sweep.encoders=[{name:$2,heads:[$3]}]" >> "results/study/metaworld/sweep-$2-$3.log" 2>&1
 }
-# part 1: the efficientnet-lite0 conv cells need no new embedding (token caches); the mlp ones a summary cache,
-# computed in seconds from those token caches. Both lanes share one out_dir and store: each piece reads its own
-# plans/plan-<hash>.json, and a cell being trained by one lane is skipped ("busy") by the other.
-( piece 0 blind mlp; piece 0 efficientnet-lite0 conv; piece 0 efficientnet-lite0 mlp; piece 0 pixels conv ) &
-lane0=$!
-( piece 1 theia-offline mlp; piece 1 theia-offline conv; piece 1 pixels conv ) &  # a cell one lane trains, the other skips
-lane1=$!
-wait $lane0 $lane1
-$TE publish sweep_dir=results/study/metaworld dest=results/reference/study/metaworld claims=offline-study-metaworld grid=config
-
-# part 3 (issue 14): graded exports and the teacher ablation, reusing part 1's cells through its store
-nice -n 5 $TE sweep sweep=offline-study-entropy out_dir=results/study/entropy \
-  store=results/study/metaworld/results.sqlite threads=2
-$TE ablation sweep_dir=results/study/entropy
-
-# part 2 (issue 13): DMC and Adroit
-nice -n 5 $TE sweep sweep=offline-study-dmc-adroit out_dir=results/study/dmc-adroit threads=2
+part3() {  # part3 CORE NAME OVERRIDE: one half of part 3 (issue 14) on one core, reusing part 1's cells via its store
+  taskset -c "$1" nice -n 5 $TE sweep sweep=offline-study-entropy out_dir=results/study/entropy \
+    store=results/study/metaworld/results.sqlite threads=1 "$3" >> "results/study/entropy/sweep-$2.log" 2>&1
+}
+# the ablation students distill from the same frames as theia-offline-v2: reuse its teacher targets
+# (the cache checks that its data fingerprint matches before use)
+V2_TARGETS=data/theia-offline-v2/targets/63e37757af3409e2
+if [ -d "$V2_TARGETS" ] && [ ! -e data/students/targets ]; then
+  mkdir -p data/students && ln -s "../../$V2_TARGETS" data/students/targets
+fi
+lane0() {  # efficientnet-lite0 conv cells need no new embedding (token caches); its mlp ones a summary cache
+  piece 0 blind mlp; piece 0 efficientnet-lite0 conv; piece 0 efficientnet-lite0 mlp; piece 0 pixels conv
+  part3 0 graded "sweep.students=[]"
+}
+lane1() {  # a cell one lane trains, the other skips ("busy")
+  piece 1 theia-offline mlp; piece 1 theia-offline conv; piece 1 pixels conv
+  part3 1 ablation "sweep.encoders=[]"
+}
+reports_and_part2() {
+  $TE publish sweep_dir=results/study/metaworld dest=results/reference/study/metaworld claims=offline-study-metaworld grid=config
+  # part 3 reports (issue 14): the whole plan (both halves; every part-3 cell is in part 1's store), then the
+  # teacher-ablation table
+  $TE sweep sweep=offline-study-entropy out_dir=results/study/entropy store=results/study/metaworld/results.sqlite \
+    threads=2 >> results/study/entropy/sweep-all.log 2>&1
+  $TE ablation sweep_dir=results/study/entropy
+  # part 2 (issue 13): DMC and Adroit
+  nice -n 5 $TE sweep sweep=offline-study-dmc-adroit out_dir=results/study/dmc-adroit threads=2
+}
+case "${1:-all}" in  # one lane alone (e.g. on two machines sharing the folder), or the rest after both lanes
+  all) lane0 & l0=$!; lane1 & l1=$!; wait $l0 $l1; reports_and_part2 ;;
+  lane0) lane0 ;;
+  lane1) lane1 ;;
+  rest) reports_and_part2 ;;
+  *) echo "usage: bash $0 [all|lane0|lane1|rest]" >&2; exit 2 ;;
+esac
