@@ -127,6 +127,7 @@ def episode(spec, task, recipe, seed: int, hold: WalkerHold | None) -> dict:
 
     sim, expert = spec.make_sim(spec, horizon=spec.horizon), MPCExpert(task, recipe)
     state, rewards, planned, switches, start = sim.reset(seed), [], 0, 0, time.perf_counter()
+    settled = 0  # planner calls with the settled phase's fewer samples (MPCConfig.settle_samples)
     for _ in range(spec.horizon):
         qpos, qvel = state[1:10], state[10:19]
         if hold is not None:
@@ -135,6 +136,7 @@ def episode(spec, task, recipe, seed: int, hold: WalkerHold | None) -> dict:
                 hold.target, switches = qpos[3:].copy(), switches + 1
             elif hold.target is not None and (height < FALL_HEIGHT or upright < 0.9):
                 hold.target, switches = None, switches + 1
+                settled += expert.mpc.settled_calls
                 expert.mpc.reset()
         if hold is None or hold.target is None:
             action, planned = expert.get_action(state), planned + 1
@@ -143,11 +145,12 @@ def episode(spec, task, recipe, seed: int, hold: WalkerHold | None) -> dict:
         state, reward, _ = sim.step(action)
         rewards.append(reward)
     seconds = time.perf_counter() - start
+    settled += expert.mpc.settled_calls
     sim.close()
     if hold is not None:
         hold.target = None
     return {"seed": seed, "return": float(np.sum(rewards)), "expert_s": seconds, "planned_steps": planned,
-            "switches": switches, "blocks": [round(float(np.sum(rewards[j:j + 50])), 1)
+            "settled_steps": settled, "switches": switches, "blocks": [round(float(np.sum(rewards[j:j + 50])), 1)
                                              for j in range(0, len(rewards), 50)]}
 
 
@@ -192,7 +195,7 @@ def main() -> None:
                            "load_avg_1m": os.getloadavg()[0]}}
         rows.append(row)
         print(f"{args.task} [{row['variant']}] seed {seed}: return {row['return']:.1f}, {row['expert_s']:.1f} s, "
-              f"planned {row['planned_steps']}/{spec.horizon}, blocks {row['blocks']}", flush=True)
+              f"planned {row['planned_steps']}/{spec.horizon} ({row['settled_steps']} settled), blocks {row['blocks']}", flush=True)
         if out:
             out.write_text(json.dumps(rows, indent=1) + "\n")
 

@@ -151,3 +151,95 @@ def test_entropy_tables_have_one_cell_per_header():
               "ranking_stability": {}, "correlation": None}
     for table in entropy_tables(report):
         assert all(len(row) == len(table.header) for row in table.rows)
+
+
+def write_sweep(tmp_path):
+    """A sweep folder as `theia-eval sweep` leaves it: plan.json (4 encoders x 2 tasks, conv; one mlp cell), two
+    tasks' demo files and a store whose rows include a cell reused from another sweep and a row of no plan cell."""
+    from theia_eval.envs.dataset import DatasetMeta, Episode, write_demos
+    from theia_eval.envs.renderer import RenderSpec
+
+    rng = np.random.default_rng(0)
+    tasks, files = ("metaworld/bin-picking", "metaworld/hammer"), {}
+    for i, task in enumerate(tasks):
+        eps = [Episode(rgb=(rng.integers(0, 256, (6, 32, 32, 3)) // (1 + 3 * i)).astype(np.uint8),
+                       proprio=np.zeros((6, 4)), state=np.zeros((6, 5)), actions=np.zeros((6, 4)),
+                       rewards=np.zeros(6), success=np.zeros(6, bool), seed=j) for j in range(2)]
+        meta = DatasetMeta(task=task, suite="metaworld", camera="top_cap2", render=RenderSpec("fast", 32, 32),
+                           horizon=500)
+        files[task] = str(write_demos(tmp_path / "demos" / f"{task.split('/')[1]}.hdf5", eps, meta))
+    encoders = [("pixels", "pixels", None), ("eff", "efficientnet-lite0", None),
+                ("eff-random", "efficientnet-lite0", "random"), ("student", "theia-offline", None)]
+    train, rows = [], []
+    score = {"bin-picking": [20.0, 40.0, 60.0, 80.0], "hammer": [10.0, 30.0, 20.0, 50.0]}
+    for i, (label, name, weights) in enumerate(encoders):
+        for task in tasks:
+            h = f"{label}|{task}"
+            train.append({"config_hash": h, "label": label, "task": task, "head": "conv",
+                          "config": {"encoder": name, "weights": weights}})
+            if (label, task) != ("student", "metaworld/hammer"):  # one cell not scored yet
+                sweep = "part-1" if label == "pixels" else "part-3"  # pixels' cells reused from another sweep
+                rows += [make_row(label, task, "conv", 100, c, score=score[task.split("/")[1]][i], config_hash=h,
+                                  encoder_name=name, sweep=sweep) for c in ("last", "best")]
+    train.append({"config_hash": "m", "label": "pixels", "task": tasks[0], "head": "mlp",
+                  "config": {"encoder": "pixels", "weights": None}})
+    rows.append(make_row("pixels", tasks[0], "conv", 200, "last", score=99.0, config_hash="other-sweep"))
+    store = ResultsStore(tmp_path / "r.sqlite")
+    store.append(rows)
+    plan = {"name": "part-3", "store": str(tmp_path / "r.sqlite"), "train": train,
+            "demos": [{"task": t, "path": f} for t, f in files.items()]}
+    (tmp_path / "sweep").mkdir()
+    (tmp_path / "sweep" / "plan.json").write_text(json.dumps(plan))
+    return tmp_path / "sweep", score
+
+
+def test_entropy_of_a_sweep_per_task_and_pooled(tmp_path, capsys, monkeypatch):
+    sweep_dir, score = write_sweep(tmp_path)
+    out = tmp_path / "out"
+    args = ["entropy", f"sweep_dir={sweep_dir}", "num_images=4", "bins=10", "bins_list=[5,10]", f"out_dir={out}",
+            "bootstrap=100", "min_encoders=3"]
+    assert main(args) == 0
+    rep = json.loads((out / "entropy.json").read_text())
+    assert [p["task"] for p in rep["per_task"]] == ["metaworld/bin-picking", "metaworld/hammer"]
+    assert [r["encoder"] for r in rep["records"]] == ["pixels", "eff", "eff-random", "student"]
+    for part in rep["per_task"]:
+        assert part["images"]["count"] == 4 and [r["images"] for r in part["records"]] == [4] * 4
+    # pooled: the norms of both tasks' frames together (tokens add up), the entropy of that histogram
+    for i, rec in enumerate(rep["records"]):
+        parts = [p["records"][i] for p in rep["per_task"]]
+        assert rec["images"] == 8 and rec["num_tokens"] == sum(p["num_tokens"] for p in parts)
+        assert sum(rec["hist"]["counts"]) == rec["num_tokens"]
+    # per-task scores: exactly the plan's conv cells (a reused cell counts, another sweep's row does not)
+    bp = {p["encoder"]: p["score"] for p in rep["per_task"][0]["correlation"]["points"]}
+    assert bp == dict(zip(["pixels", "eff", "eff-random", "student"], score["bin-picking"]))
+    hammer = rep["per_task"][1]["correlation"]
+    assert hammer["n"] == 3 and hammer["missing_scores"] == ["student"]
+    pooled = {p["encoder"]: p["score"] for p in rep["correlation"]["points"]}
+    assert pooled == {"pixels": 15.0, "eff": 35.0, "eff-random": 40.0}  # student lacks hammer: left out
+    assert rep["scope"]["missing_scores"] == ["student on metaworld/hammer"] and rep["scope"]["cells"] == 8
+    assert "mean success over 2 task(s), conv head, last checkpoint" in rep["correlation"]["score_label"]
+    md = (out / "entropy.md").read_text()
+    assert "pooled (all tasks)" in md and "**metaworld/hammer:**" in md and "Not yet scored: student on" in md
+    assert (out / "entropy_vs_score_metaworld_bin-picking.png").is_file()
+    assert (out / "entropy_vs_score_metaworld_hammer.png").is_file()
+    csv = (out / "entropy.csv").read_text().splitlines()
+    assert csv[0].startswith("frames,encoder") and len(csv) == 1 + 4 * 3
+    import theia_eval.encoders as encoders
+
+    monkeypatch.setattr(encoders, "create_encoder", lambda *a, **k: pytest.fail("re-encoded a cached record"))
+    assert main(args) == 0  # every record, per task and pooled, comes from entropy.json
+
+
+def test_entropy_of_a_sweep_bad_inputs(tmp_path, capsys):
+    sweep_dir, _ = write_sweep(tmp_path)
+    out = tmp_path / "out"
+    for extra, message in ((["images=skimage"], "measures each task's own demo frames"),
+                           (["encoders=[pixels]"], "measures the encoders of the sweep's plan"),
+                           (["score.head=attn"], "no cells with the attn head (heads there: conv, mlp)")):
+        assert main(["entropy", f"sweep_dir={sweep_dir}", f"out_dir={out}", *extra]) == 2
+        assert message in capsys.readouterr().err
+    assert main(["entropy", f"sweep_dir={tmp_path}", f"out_dir={out}"]) == 2
+    assert "has no plan.json" in capsys.readouterr().err
+    assert main(["entropy", "encoders=[pixels]", "images=plan", f"out_dir={out}"]) == 2
+    assert "images=plan (each task's demo frames) needs sweep_dir" in capsys.readouterr().err
+    assert not out.exists()

@@ -289,6 +289,60 @@ def test_replanning_every_k_calls_plans_k_times_less_and_plays_the_plan_between(
         MPCConfig(horizon=3, replan_every=4)
 
 
+def test_settled_plans_draw_fewer_samples_until_their_score_drops():
+    """settle_samples applies on the call after one whose current plan scored settle_reward or more per scored
+    step, and full sampling returns as soon as a plan scores below; off (0) leaves the sampler unchanged."""
+    from theia_eval.envs.mpc import MPCConfig
+
+    spec = get_task("dmc/finger-spin")
+    sim = spec.make_sim(spec, horizon=spec.horizon)
+    experts = {name: make_expert(facts(spec), samples=8, horizon=4, **kw) for name, kw in (
+        ("off", {}), ("always", {"settle_samples": 3, "settle_reward": -1.0}),
+        ("never", {"settle_samples": 3, "settle_reward": 2.0}),
+        ("short", {"settle_samples": 3, "settle_reward": -1.0, "settle_horizon": 2}))}
+    drawn, knots = {name: [] for name in experts}, {name: [] for name in experts}
+    for name, expert in experts.items():
+        inner = expert.mpc.scores
+
+        def recording(state, plans, name=name, inner=inner):
+            drawn[name].append(len(plans))
+            knots[name].append(plans.shape[1])
+            return inner(state, plans)
+
+        expert.mpc.scores = recording
+    state, actions = sim.reset(3), {name: [] for name in experts}
+    for _ in range(4):
+        for name, expert in experts.items():
+            actions[name].append(expert.get_action(state))
+        state, _, _ = sim.step(actions["off"][-1])
+    sim.close()
+    assert drawn == {"off": [8] * 4, "always": [8, 3, 3, 3], "never": [8] * 4, "short": [8, 3, 3, 3]}
+    assert knots["always"] == [4] * 4 and knots["short"] == [4, 2, 2, 2]  # settled calls score 2 knots of 4
+    assert experts["always"].mpc.settled_calls == 3 and experts["never"].mpc.settled_calls == 0
+    assert all(np.array_equal(a, b) for a, b in zip(actions["off"], actions["never"]))  # same draws when unsettled
+    # a plan that scores below the bar switches full sampling back on for the next call
+    from dataclasses import replace
+
+    expert = experts["always"]
+    expert.mpc.cfg = replace(expert.mpc.cfg, settle_reward=2.0)  # finger-spin scores at most 1 per step
+    sim = spec.make_sim(spec, horizon=spec.horizon)
+    state = sim.reset(3)
+    for _ in range(4):  # the episode restarts (time went back): the first call samples in full
+        state, _, _ = sim.step(expert.get_action(state))
+    sim.close()
+    assert drawn["always"][4:] == [8, 8, 8, 8]
+    expert.mpc.settled = True  # as if the last plan had scored above the bar
+    expert.get_action(state)
+    expert.get_action(state)
+    assert drawn["always"][8:] == [3, 8]
+    with pytest.raises(InputError, match="settle_samples"):
+        MPCConfig(samples=8, settle_samples=9)
+    with pytest.raises(InputError, match="settle_samples"):
+        MPCConfig(samples=8, settle_samples=1)
+    with pytest.raises(InputError, match="settle_horizon"):
+        MPCConfig(horizon=4, settle_horizon=5)
+
+
 def test_coarser_planning_timestep_spans_the_action_repeat():
     """coarsen may exceed the physics steps of one control step (cheetah: 1) as long as it divides the steps a
     policy action is held (x action repeat): the plan's knots then hold fewer, longer steps; the recipe's own

@@ -38,16 +38,26 @@ class Images:
 
 
 def demo_images(arg: str, count: int) -> Images:
-    """`count` frames evenly spaced over all demos of every .hdf5 file under a folder."""
-    from theia_eval.envs.dataset import DemoFile
-
-    files = sorted(Path(arg).rglob("*.hdf5"))
+    """`count` frames evenly spaced over all demos of every .hdf5 file under a folder (or of one .hdf5 file)."""
+    files = [Path(arg)] if Path(arg).is_file() else sorted(Path(arg).rglob("*.hdf5"))
     if not files:
         raise InputError(f"no demo files (*.hdf5) under {arg}: record demos first (`theia-eval demos ...`).")
+    return demo_frames(files, count, f"under {arg}" if Path(arg).is_dir() else "")
+
+
+def demo_frames(files: list[Path], count: int, where: str = "") -> Images:
+    """`count` frames evenly spaced over all demos of the given demo files (in that order)."""
+    from theia_eval.envs.dataset import DemoFile
+
     index = []
     for f in files:
+        if not Path(f).is_file():
+            raise InputError(f"demo file {f} does not exist: record its demos first (`theia-eval demos ...` or the "
+                             "sweep's demos stage).")
         with DemoFile(f) as demos:
             index += [(f, name, t) for name, n in zip(demos.names, demos.lengths) for t in range(n)]
+    if not index:
+        raise InputError(f"the demo files {', '.join(map(str, files))} hold no frames: record demos again.")
     picks = sorted({int(i) for i in np.linspace(0, len(index) - 1, min(count, len(index)))})
     frames = []
     for f in files:
@@ -55,9 +65,10 @@ def demo_images(arg: str, count: int) -> Images:
         if wanted:
             with DemoFile(f) as demos:
                 frames += [demos[name].frames(t, t + 1)[0] for name, t in wanted]
-    stat = [(str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in files]
-    return Images(np.stack(frames), json.dumps([stat, count]), f"{len(frames)} demo frames from {len(files)} file(s) "
-                                                              f"under {arg}")
+    stat = [(str(f), Path(f).stat().st_size, Path(f).stat().st_mtime_ns) for f in files]
+    names = where or ", ".join(portable(str(f)) for f in files)
+    return Images(np.stack(frames), json.dumps([stat, count]),
+                  f"{len(frames)} demo frames from {len(files)} file(s) {names}".rstrip())
 
 
 def skimage_images(arg: str, count: int) -> Images:
@@ -142,12 +153,18 @@ def relative_spread(norms: np.ndarray) -> float:
 
 def entropy_record(label: str, encoder, images: Images, token_set: str, bins: int, bins_list: list[int]) -> dict:
     """Entropy, its parameters, the bin-count sensitivity and the histogram, for one encoder."""
-    norms = encode_norms(encoder, images.array, token_set)
+    return record_from_norms(label, encoder, encode_norms(encoder, images.array, token_set), len(images.array),
+                             token_set, bins, bins_list)
+
+
+def record_from_norms(label: str, encoder, norms: np.ndarray, num_images: int, token_set: str, bins: int,
+                      bins_list: list[int]) -> dict:
+    """entropy_record's fields from token norms already computed (e.g. pooled over several image sets)."""
     res = norm_entropy(norms, bins, TOKEN_SETS[token_set][1])
     lo, hi = res.range
     counts, edges = np.histogram(norms, bins=bins, range=(lo, hi if hi > lo else lo + 1e-6))
     return {"encoder": label, "encoder_name": encoder.name, "weights": portable(str(encoder.weights_id)),
-            "grid": list(encoder.grid), "token_dim": encoder.token_dim, "images": len(images.array),
+            "grid": list(encoder.grid), "token_dim": encoder.token_dim, "images": int(num_images),
             "token_set": token_set, **res.to_dict(), "normalized": res.entropy / res.max_entropy if bins > 1 else 0.0,
             "by_bins": {str(b): v for b, v in bin_sensitivity(norms, tuple(bins_list)).items()},
             "norm_mean": float(norms.mean()), "norm_std": float(norms.std()), "relative_spread": relative_spread(norms),
@@ -228,7 +245,39 @@ def entropy_tables(report: dict) -> list[Table]:
             tables.append(Table("Correlation at other bin counts (a conclusion that flips with the bins is none)",
                                 ["bins", "pearson", "spearman"],
                                 [[b, fmt(v["pearson"], 3), fmt(v["spearman"], 3)] for b, v in corr["by_bins"].items()]))
+    if report.get("per_task"):
+        tables += per_task_tables(report)
     return tables
+
+
+def per_task_tables(report: dict) -> list[Table]:
+    """A sweep-scoped report's per-task parts: entropy per encoder on each task's frames, and entropy vs success
+    per task next to the pooled correlation."""
+    parts = report["per_task"]
+    tasks = [p["task"] for p in parts]
+    by_task = {p["task"]: {r["encoder"]: r for r in p["records"]} for p in parts}
+    scores = {p["task"]: {q["encoder"]: q["score"] for q in p["correlation"]["points"]} for p in parts}
+    ent = Table(f"Entropy ({report['bins']} bins) and success per task, each task's entropy on its own demo frames",
+                ["encoder"] + [f"{h} {t}" for t in tasks for h in ("H", "success")] + ["H pooled"])
+    for r in report["records"]:
+        row = [r["encoder"]]
+        for t in tasks:
+            rec = by_task[t].get(r["encoder"])
+            s = scores[t].get(r["encoder"])
+            row += [fmt(rec["entropy"], 3) if rec else "-", fmt(s, 1) if s is not None else "-"]
+        ent.rows.append(row + [fmt(r["entropy"], 3)])
+    corr = Table("Entropy vs success: per task and pooled (bootstrap 95% CIs over encoders)",
+                 ["frames / score", "n", "pearson [95% CI]", "spearman [95% CI]",
+                  *(f"pearson @ {b} bins" for b in report["bins_list"]), "verdict"])
+    rows = [(p["task"], p["correlation"]) for p in parts] + [("pooled (all tasks)", report["correlation"])]
+    for name, c in rows:
+        cs = {x["method"]: x for x in c["correlations"]}
+        cells = [f"{fmt(cs[m]['value'], 2)} [{fmt(cs[m]['ci95'][0], 2)}, {fmt(cs[m]['ci95'][1], 2)}]"
+                 if m in cs else "-" for m in ("pearson", "spearman")]
+        corr.rows.append([name, str(c["n"]), *cells,
+                          *(fmt(c["by_bins"].get(str(b), {}).get("pearson", math.nan), 2) for b in report["bins_list"]),
+                          c["verdict"]])
+    return [ent, corr]
 
 
 RECORD_FORMAT = 2  # bump when entropy_record gains fields, so cached records are recomputed
@@ -241,5 +290,5 @@ def record_key(label: str, weights_hash: str, images: Images, token_set: str, bi
                         list(bins_list)], 16)
 
 
-__all__ = ["IMAGE_SOURCES", "TOKEN_SETS", "Images", "correlate", "entropy_record", "entropy_tables", "load_images",
-           "ranking_stability", "record_key"]
+__all__ = ["IMAGE_SOURCES", "TOKEN_SETS", "Images", "correlate", "demo_frames", "entropy_record", "entropy_tables",
+           "load_images", "ranking_stability", "record_from_norms", "record_key"]

@@ -27,6 +27,7 @@ from theia_eval.analysis.store import load_many, load_results, now, result_paths
 from theia_eval.analysis.tables import to_csv
 from theia_eval.errors import InputError
 from theia_eval.io import atomic_write_json, atomic_write_text
+from theia_eval.provenance import portable
 
 
 REPORT = "report.html"
@@ -252,13 +253,15 @@ def compute_entropy(cfg: DictConfig, echo=print) -> dict:
     if cfg.token_set not in TOKEN_SETS:
         raise unknown_name("token set", cfg.token_set, TOKEN_SETS)
     bins, bins_list = int(cfg.bins), sorted({int(b) for b in cfg.bins_list} | {int(cfg.bins)})
+    if cfg.get("sweep_dir"):
+        return compute_sweep_entropy(cfg, bins, bins_list, echo)
     encoders = entropy_encoders(OmegaConf.to_container(cfg.encoders) if OmegaConf.is_config(cfg.encoders)
                                 else cfg.encoders, cfg.results)
-    images = load_images(cfg.images, int(cfg.num_images))
-    out_dir = Path(cfg.out_dir)
-    previous = read_json(out_dir / ENTROPY_JSON)
-    same_format = previous.get("format") == ENTROPY_FORMAT
-    cached = {r["key"]: r for r in previous.get("records", [])} if same_format else {}
+    if cfg.images == "plan":
+        raise InputError("images=plan (each task's demo frames) needs sweep_dir=DIR, the sweep whose plan names the "
+                         "tasks; or pass images=demos:DIR | skimage | folder:DIR.")
+    images = load_images(cfg.images or "skimage", int(cfg.num_images))
+    cached = cached_records(Path(cfg.out_dir))
     records = []
     for e in encoders:
         key = record_key(e["label"], weights_hash(e["weights"] or e["name"]), images, cfg.token_set, bins, bins_list)
@@ -268,11 +271,8 @@ def compute_entropy(cfg: DictConfig, echo=print) -> dict:
             cached[key] = {**entropy_record(e["label"], enc, images, cfg.token_set, bins, bins_list), "key": key}
         records.append(cached[key])
     scores, label = score_lookup(cfg.results, cfg)
-    report = {"format": ENTROPY_FORMAT, "generated": now(), "bins": bins, "bins_list": bins_list,
-              "token_set": cfg.token_set, "min_relative_spread": float(cfg.min_relative_spread),
-              "token_set_description": TOKEN_SETS[cfg.token_set][1],
-              "images": {"spec": str(cfg.images), "count": len(images.array), "description": images.description},
-              "records": records, "ranking_stability": ranking_stability(records, bins, bins_list)}
+    report = entropy_header(cfg, bins, bins_list, images)
+    report |= {"records": records, "ranking_stability": ranking_stability(records, bins, bins_list)}
     if scores:
         corr = correlate(records, scores, bins_list, int(cfg.bootstrap), int(cfg.seed), int(cfg.min_encoders),
                          float(cfg.min_relative_spread))
@@ -282,6 +282,91 @@ def compute_entropy(cfg: DictConfig, echo=print) -> dict:
         report["no_scores"] = ("no scores to correlate with: pass results=PATH of a store holding these encoders."
                                if not cfg.results else f"the results at {cfg.results} have no scores for these "
                                                        "encoders.")
+    return report
+
+
+def entropy_header(cfg: DictConfig, bins: int, bins_list: list[int], images) -> dict:
+    from theia_eval.analysis.entropy_report import TOKEN_SETS
+
+    return {"format": ENTROPY_FORMAT, "generated": now(), "bins": bins, "bins_list": bins_list,
+            "token_set": cfg.token_set, "min_relative_spread": float(cfg.min_relative_spread),
+            "token_set_description": TOKEN_SETS[cfg.token_set][1],
+            "images": {"spec": str(cfg.images or "skimage"), "count": len(images.array), "description": images.description}}
+
+
+def cached_records(out_dir: Path) -> dict[str, dict]:
+    """Records of a previous entropy.json of this format (pooled and per task), by key."""
+    previous = read_json(out_dir / ENTROPY_JSON)
+    if previous.get("format") != ENTROPY_FORMAT:
+        return {}
+    records = list(previous.get("records", []))
+    for part in previous.get("per_task") or []:
+        records += part.get("records", [])
+    return {r["key"]: r for r in records if "key" in r}
+
+
+def compute_sweep_entropy(cfg: DictConfig, bins: int, bins_list: list[int], echo=print) -> dict:
+    """The report over one sweep's plan: entropy on each task's demo frames vs success on that task, and on the
+    frames of all its tasks together vs the mean success over them (pooled, the report's headline)."""
+    import numpy as np
+
+    from theia_eval.analysis.entropy_report import (Images, correlate, demo_frames, encode_norms, ranking_stability,
+                                                    record_from_norms, record_key)
+    from theia_eval.analysis.entropy_sweep import load_scores, sweep_scope
+    from theia_eval.encoders import create_encoder
+    from theia_eval.hashing import weights_hash
+
+    if OmegaConf.is_config(cfg.encoders) or cfg.encoders != "results":
+        raise InputError("sweep_dir=DIR measures the encoders of the sweep's plan: leave encoders at its default "
+                         "(results), or drop sweep_dir to pass a list of encoders.")
+    if cfg.images not in (None, "plan"):
+        raise InputError(f"sweep_dir=DIR measures each task's own demo frames (images=plan); images={cfg.images} "
+                         "would measure other frames. Drop images=, or drop sweep_dir.")
+    scope = load_scores(sweep_scope(cfg.sweep_dir, cfg.score.head, str(cfg.score.checkpoint), cfg.results))
+    count = int(cfg.num_images)
+    per_task_images = {t: demo_frames([Path(f)], count) for t, f in scope.task_files.items()}
+    pooled = Images(np.concatenate([im.array for im in per_task_images.values()]),
+                    json.dumps([im.fingerprint for im in per_task_images.values()]),
+                    f"{count} demo frames of each of {len(per_task_images)} task(s) "
+                    f"({', '.join(per_task_images)}), {sum(len(im.array) for im in per_task_images.values())} "
+                    "in all")
+    cached = cached_records(Path(cfg.out_dir))
+    records, per_task = [], {t: [] for t in per_task_images}
+    for e in scope.encoders:
+        wh = weights_hash(e["weights"] or e["name"])
+        keys = {t: record_key(e["label"], wh, im, cfg.token_set, bins, bins_list) for t, im in per_task_images.items()}
+        pooled_key = record_key(e["label"], wh, pooled, cfg.token_set, bins, bins_list)
+        if any(k not in cached for k in [*keys.values(), pooled_key]):
+            echo(f"entropy: encoding {len(pooled.array)} demo frames with {e['label']}")
+            enc = create_encoder(e["name"], weights=e["weights"], device=cfg.device)
+            norms = {t: encode_norms(enc, im.array, cfg.token_set) for t, im in per_task_images.items()}
+            for t, im in per_task_images.items():
+                cached[keys[t]] = {**record_from_norms(e["label"], enc, norms[t], len(im.array), cfg.token_set, bins,
+                                                       bins_list), "key": keys[t]}
+            cached[pooled_key] = {**record_from_norms(e["label"], enc, np.concatenate(list(norms.values())),
+                                                      len(pooled.array), cfg.token_set, bins, bins_list),
+                                  "key": pooled_key}
+        records.append(cached[pooled_key])
+        for t in per_task:
+            per_task[t].append(cached[keys[t]])
+
+    def correlation(recs: list[dict], scores: dict, label: str) -> dict:
+        return {**correlate(recs, scores, bins_list, int(cfg.bootstrap), int(cfg.seed), int(cfg.min_encoders),
+                            float(cfg.min_relative_spread)), "score_label": label}
+
+    report = entropy_header(cfg, bins, bins_list, pooled)
+    report["images"]["spec"] = "plan"
+    report |= {"records": records, "ranking_stability": ranking_stability(records, bins, bins_list),
+               "correlation": correlation(records, scope.pooled_scores(), scope.label()),
+               "scope": {"sweep": scope.name, "sweep_dir": portable(str(scope.sweep_dir)),
+                         "store": portable(str(scope.store)), "head": scope.head, "checkpoint": scope.checkpoint,
+                         "tasks": list(scope.task_files), "cells": sum(len(h) for h in scope.cells.values()),
+                         "missing_scores": scope.missing()},
+               "per_task": [{"task": t, "images": {"spec": f"plan:{t}", "count": len(per_task_images[t].array),
+                                                   "description": per_task_images[t].description},
+                             "records": per_task[t],
+                             "correlation": correlation(per_task[t], scope.task_scores(t), scope.label(t))}
+                            for t in per_task]}
     return report
 
 
@@ -301,12 +386,19 @@ def entropy_plots(report: dict, out_dir: Path) -> dict[str, Path]:
                                                out_dir / "norm_hist.png"),
             "bins": plots.bin_sensitivity({r["encoder"]: {int(b): v for b, v in r["by_bins"].items()}
                                            for r in report["records"]}, out_dir / "entropy_bins.png")}
+    xlabel = f"feature-norm entropy (nats, {report['bins']} bins, {report['token_set']} tokens)"
     corr = report.get("correlation")
     if corr and corr["points"]:
-        figs["scatter"] = plots.entropy_vs_score(
-            corr["points"], out_dir / "entropy_vs_score.png",
-            f"feature-norm entropy (nats, {report['bins']} bins, {report['token_set']} tokens)",
-            "score (0-100)", f"Entropy vs score (n = {corr['n']}): {corr['score_label']}")
+        figs["scatter"] = plots.entropy_vs_score(corr["points"], out_dir / "entropy_vs_score.png", xlabel,
+                                                 "score (0-100)", f"Entropy vs score (n = {corr['n']}): "
+                                                                  f"{corr['score_label']}")
+    for part in report.get("per_task") or []:
+        corr = part["correlation"]
+        if corr["points"]:
+            slug = part["task"].replace("/", "_")
+            figs[f"scatter_{slug}"] = plots.entropy_vs_score(
+                corr["points"], out_dir / f"entropy_vs_score_{slug}.png", xlabel + f", {part['task']} frames",
+                "success (%)", f"Entropy vs success on {part['task']} (n = {corr['n']})")
     return figs
 
 
@@ -315,9 +407,20 @@ def entropy_markdown(report: dict) -> str:
 
     lines = ["# Feature-norm entropy", "", f"Images: {report['images']['description']}. Bins: {report['bins']}; "
              f"token set: {report['token_set_description']}.", ""]
+    scope = report.get("scope")
+    if scope:
+        lines += [f"Scope: the {scope['cells']} {scope['head']}-head cells of sweep {scope['sweep']} "
+                  f"({scope['sweep_dir']}; scores from {scope['store']}, {scope['checkpoint']} checkpoint); "
+                  f"tasks {', '.join(scope['tasks'])}. Each task's entropy is measured on that task's demo frames; "
+                  "pooled, on the frames of all of them against the mean success over them."
+                  + (f" Not yet scored: {', '.join(scope['missing_scores'])}." if scope["missing_scores"] else ""),
+                  ""]
     lines += [t.markdown() for t in entropy_tables(report)]
     corr = report.get("correlation")
-    lines += ["", "**Conclusion:** " + (corr["verdict"] if corr else report.get("no_scores", "")), ""]
+    lines += ["", "**Conclusion" + (" (pooled)" if scope else "") + ":** "
+              + (corr["verdict"] if corr else report.get("no_scores", "")), ""]
+    for part in report.get("per_task") or []:
+        lines += [f"**{part['task']}:** {part['correlation']['verdict']}", ""]
     return "\n".join(lines)
 
 
@@ -330,10 +433,14 @@ def write_entropy(cfg: DictConfig, echo=print) -> dict[str, Path]:
     paths = {"json": out_dir / ENTROPY_JSON, "md": out_dir / "entropy.md", "csv": out_dir / "entropy.csv"}
     atomic_write_json(paths["json"], report)
     atomic_write_text(paths["md"], entropy_markdown(report))
-    rows = [{k: v for k, v in r.items() if k not in ("hist", "by_bins", "range")}
-            | {f"entropy_{b}_bins": v for b, v in r["by_bins"].items()} for r in report["records"]]
+    scoped = [("pooled" if report.get("per_task") else "", r) for r in report["records"]]
+    scoped += [(part["task"], r) for part in report.get("per_task") or [] for r in part["records"]]
+    rows = [({"frames": where} if report.get("per_task") else {})
+            | {k: v for k, v in r.items() if k not in ("hist", "by_bins", "range")}
+            | {f"entropy_{b}_bins": v for b, v in r["by_bins"].items()} for where, r in scoped]
     atomic_write_text(paths["csv"], to_csv(rows))
-    paths["report"] = write_report(out_dir, cfg.results, cfg.score.sweep, tuple(cfg.mujoco_suites))
+    results = cfg.results or (report.get("scope") or {}).get("store")
+    paths["report"] = write_report(out_dir, results, cfg.score.sweep, tuple(cfg.mujoco_suites))
     return {**paths, **figs}
 
 

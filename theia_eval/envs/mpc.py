@@ -37,6 +37,14 @@ class MPCConfig:
     seed: int = 0
     threads: int = 1  # native rollout threads (1: the calling thread; demo workers are processes)
     replan_every: int = 1  # plan on every k-th call; the calls between play the plan's next knots (k x cheaper)
+    # settled phase: while the current plan already scores settle_reward or more (its mean reward per scored
+    # step, the task's own scale), a call draws only settle_samples candidates (0: never) and scores them over
+    # the plan's first settle_horizon knots (0: all) with noise settle_noise (0: noise); full planning returns on
+    # the first call whose plan scores below
+    settle_samples: int = 0
+    settle_reward: float = 1.0
+    settle_horizon: int = 0
+    settle_noise: float = 0.0
 
     def __post_init__(self) -> None:
         if min(self.horizon, self.iterations, self.threads, self.noise_hold, self.replan_every) < 1 \
@@ -45,8 +53,13 @@ class MPCConfig:
         if self.replan_every > self.horizon:
             raise InputError(f"MPC replan_every ({self.replan_every}) must not exceed the plan's horizon "
                              f"({self.horizon} knots): the calls between plans play the plan's knots: {self}")
-        if self.noise <= 0 or self.temperature <= 0:
-            raise InputError(f"MPC noise and temperature must be positive: {self}")
+        if self.settle_samples and not 2 <= self.settle_samples <= self.samples:
+            raise InputError(f"MPC settle_samples must be 0 (off) or between 2 and samples ({self.samples}): {self}")
+        if not 0 <= self.settle_horizon <= self.horizon:
+            raise InputError(f"MPC settle_horizon must be 0 (the whole plan) or at most horizon ({self.horizon}): "
+                             f"{self}")
+        if self.noise <= 0 or self.temperature <= 0 or self.settle_noise < 0:
+            raise InputError(f"MPC noise and temperature must be positive (settle_noise >= 0): {self}")
 
 
 class SamplingMPC:
@@ -72,13 +85,16 @@ class SamplingMPC:
         self.rng = np.random.default_rng(self.cfg.seed)
         self.plan = np.tile(self.center, (self.cfg.horizon, 1))
         self.calls = 0
+        self.settled = False  # the last plan scored settle_reward or more (settle_samples apply)
+        self.settled_calls = 0  # calls planned with settle_samples this episode
 
-    def candidates(self) -> np.ndarray:
+    def candidates(self, samples: int | None = None, noise: float | None = None) -> np.ndarray:
         """(samples, horizon, nu) plans: the nominal one, then Gaussian perturbations, clipped."""
         horizon, hold = self.cfg.horizon, self.cfg.noise_hold
-        draws = self.rng.normal(0.0, 1.0, (self.cfg.samples - 1, -(-horizon // hold), self.model.nu))
-        noise = np.repeat(draws, hold, axis=1)[:, :horizon] * (self.cfg.noise * self.half_range)
-        plans = np.concatenate([self.plan[None], self.plan[None] + noise])
+        samples, noise = samples or self.cfg.samples, noise or self.cfg.noise
+        draws = self.rng.normal(0.0, 1.0, (samples - 1, -(-horizon // hold), self.model.nu))
+        perturbation = np.repeat(draws, hold, axis=1)[:, :horizon] * (noise * self.half_range)
+        plans = np.concatenate([self.plan[None], self.plan[None] + perturbation])
         return np.clip(plans, self.low, self.high)
 
     def scores(self, state: np.ndarray, plans: np.ndarray) -> np.ndarray:
@@ -109,9 +125,18 @@ class SamplingMPC:
         included) and return the plan's first action; shift the plan."""
         state = np.asarray(state, dtype=np.float64)
         if self.calls % self.cfg.replan_every == 0:
-            for _ in range(self.cfg.iterations):
-                plans = self.candidates()
-                self.update(plans, self.scores(state, plans))
+            settled = self.settled
+            samples = self.cfg.settle_samples if settled else self.cfg.samples
+            knots = (self.cfg.settle_horizon or self.cfg.horizon) if settled else self.cfg.horizon
+            noise = (self.cfg.settle_noise or self.cfg.noise) if settled else self.cfg.noise
+            self.settled_calls += int(settled)
+            for i in range(self.cfg.iterations):
+                plans = self.candidates(samples, noise)
+                scores = self.scores(state, plans[:, :knots])
+                if i == 0 and self.cfg.settle_samples:  # scores[0]: the current plan, before this call moves it
+                    self.settled = bool(scores[0] / (knots * self.knot_steps // self.reward_every)
+                                        >= self.cfg.settle_reward)
+                self.update(plans, scores)
         self.calls += 1
         action = self.plan[0].copy()
         self.plan = np.concatenate([self.plan[1:], self.plan[-1:]])
