@@ -45,7 +45,9 @@ reports_and_part2() {
   # teacher-ablation table
   $TE sweep sweep=offline-study-entropy out_dir=results/study/entropy store=results/study/metaworld/results.sqlite \
     threads=2 >> results/study/entropy/sweep-all.log 2>&1
-  $TE ablation sweep_dir=results/study/entropy
+  $TE publish sweep_dir=results/study/entropy dest=results/reference/study/entropy grid=config
+  $TE entropy sweep_dir=results/study/entropy out_dir=results/reference/study/entropy/entropy
+  $TE ablation sweep_dir=results/study/entropy out_dir=results/reference/study/entropy/ablation
   # part 2 (issue 13): DMC and Adroit
   nice -n 5 $TE sweep sweep=offline-study-dmc-adroit out_dir=results/study/dmc-adroit threads=2
 }
