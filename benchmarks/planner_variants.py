@@ -24,7 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from dataclasses import fields, replace
+from dataclasses import asdict, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -190,6 +190,7 @@ def main() -> None:
     rows = json.loads(out.read_text()) if out and out.exists() else []
     for seed in args.seeds:
         row = {"task": args.task, "variant": args.variant + (" +hold" if args.hold else ""),
+               "settings": {"coarsen": recipe.coarsen, **asdict(recipe.mpc)},  # the variant applied to the recipe
                **episode(spec, task, recipe, seed, hold),
                "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
                            "load_avg_1m": os.getloadavg()[0]}}

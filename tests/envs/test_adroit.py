@@ -94,9 +94,35 @@ def test_planning_rewards_equal_the_env_rewards():
         if name == "pen":  # the env's weights: distance 1, drop below z 0.075
             ours = shaped[name](sim.env.pen_length, sim.env.tar_length, 0.075, 1.0)(None, None, picked)
         else:  # gymnasium-robotics 1.4.2 rewards +0.1 |palm - ball| (D4RL: -0.1)
-            ours = shaped[name](None, None, picked, reach_weight=-0.1)
+            ours = shaped[name](None, None, picked, reach_weight=-0.1, hold_radius=np.inf, push_weight=0.0,
+                                fall_penalty=0.0)
         assert np.allclose(ours, env_rewards, atol=1e-9)
         sim.close()
+
+
+def test_relocate_planning_reward_credits_only_a_held_ball_and_costs_pushes_and_drops():
+    """The shaping against the ways the planner lost the ball: a ball off the table but away from the palm (flung)
+    earns no carry credit, moving it on the table costs, and a ball below the table surface costs."""
+    def sensors(palm, obj, target):
+        return np.array([[*palm, *obj, *target]], dtype=np.float64)
+
+    target, qpos = (0.0, 0.0, 0.3), np.zeros((1, 36))
+    held = relocate_reward(qpos, None, sensors((0.1, 0.0, 0.1), (0.1, 0.0, 0.12), target))
+    flung = relocate_reward(qpos, None, sensors((0.5, 0.0, 0.1), (0.1, 0.0, 0.12), target))
+    env_flung = relocate_reward(qpos, None, sensors((0.5, 0.0, 0.1), (0.1, 0.0, 0.12), target),
+                                hold_radius=np.inf, push_weight=0.0, fall_penalty=0.0)
+    # the env's reward would credit the flung ball's carry term (1 - 0.5|palm - target| - 0.5|ball - target|)
+    assert env_flung[0] - flung[0] == pytest.approx(1.0 - 0.5 * np.linalg.norm([0.5, 0.0, -0.2])
+                                                     - 0.5 * np.linalg.norm([0.1, 0.0, -0.18]))
+    assert held[0] > flung[0]
+    on_table = sensors((0.3, 0.0, 0.1), (0.1, 0.0, 0.035), target)
+    pushed = qpos.copy()
+    pushed[0, 30:32] = (0.06, 0.08)  # the ball slid 0.1 m on the table
+    assert relocate_reward(qpos, None, on_table)[0] - relocate_reward(pushed, None, on_table)[0] \
+        == pytest.approx(2.0 * 0.1)
+    dropped = sensors((0.3, 0.0, 0.1), (0.1, 0.0, -0.5), target)
+    assert relocate_reward(qpos, None, dropped, push_weight=0.0)[0] == pytest.approx(
+        relocate_reward(qpos, None, dropped, push_weight=0.0, fall_penalty=0.0)[0] - 5.0)
 
 
 def test_pen_expert_turns_the_pen_towards_the_goal():

@@ -346,7 +346,7 @@ def test_settled_plans_draw_fewer_samples_until_their_score_drops():
 def test_coarser_planning_timestep_spans_the_action_repeat():
     """coarsen may exceed the physics steps of one control step (cheetah: 1) as long as it divides the steps a
     policy action is held (x action repeat): the plan's knots then hold fewer, longer steps; the recipe's own
-    settings are unchanged (walker: 5 planning steps per control step, reward read once per control step)."""
+    settings are unchanged (walker-walk: 2 planning steps per control step, reward read once per control step)."""
     from theia_eval.envs.dmc.expert import RECIPES, MPCExpert
 
     cheetah = facts(get_task("dmc/cheetah-run"))  # 1 physics step of 0.01 s per control step, action repeat 4
@@ -355,7 +355,12 @@ def test_coarser_planning_timestep_spans_the_action_repeat():
         expert = MPCExpert(cheetah, replace(recipe, coarsen=coarsen), replace(recipe.mpc, samples=4, horizon=3))
         assert (expert.mpc.knot_steps, expert.mpc.reward_every) == (knot, every)
         assert expert.model.opt.timestep == pytest.approx(0.01 * coarsen)
-    walker = MPCExpert(facts(get_task("dmc/walker-stand")), RECIPES["walker-stand"])
-    assert (walker.mpc.knot_steps, walker.mpc.reward_every) == (10, 5)  # 10 physics steps x repeat 2 / 2
+    walk = MPCExpert(facts(get_task("dmc/walker-walk")), RECIPES["walker-walk"])
+    assert (walk.mpc.knot_steps, walk.mpc.reward_every) == (4, 2)  # 10 physics steps x repeat 2 / 5; 2 per control
+    # walker-stand plans on a 4x timestep: a 0.025 s control step is 2.5 planning steps, so the reward is read at
+    # every planning step
+    stand = MPCExpert(facts(get_task("dmc/walker-stand")), RECIPES["walker-stand"])
+    assert (stand.mpc.knot_steps, stand.mpc.reward_every) == (5, 1)
+    assert stand.model.opt.timestep == pytest.approx(0.0025 * 4)
     with pytest.raises(InputError, match="coarsen=3 must divide the 4 physics steps of a policy step"):
         MPCExpert(cheetah, replace(recipe, coarsen=3))

@@ -88,13 +88,18 @@ class SamplingMPC:
         self.settled = False  # the last plan scored settle_reward or more (settle_samples apply)
         self.settled_calls = 0  # calls planned with settle_samples this episode
 
-    def candidates(self, samples: int | None = None, noise: float | None = None) -> np.ndarray:
-        """(samples, horizon, nu) plans: the nominal one, then Gaussian perturbations, clipped."""
+    def perturbations(self, center: np.ndarray, count: int, noise: float) -> np.ndarray:
+        """`count` Gaussian perturbations of the (horizon, nu) plan `center`, one draw per `noise_hold` knots, std
+        `noise` half control ranges (not clipped)."""
         horizon, hold = self.cfg.horizon, self.cfg.noise_hold
+        draws = self.rng.normal(0.0, 1.0, (count, -(-horizon // hold), self.model.nu))
+        return center[None] + np.repeat(draws, hold, axis=1)[:, :horizon] * (noise * self.half_range)
+
+    def candidates(self, samples: int | None = None, noise: float | None = None) -> np.ndarray:
+        """(samples, horizon, nu) plans: the nominal one, then Gaussian perturbations of it, clipped (the
+        config's samples and noise unless given, e.g. by the settled phase)."""
         samples, noise = samples or self.cfg.samples, noise or self.cfg.noise
-        draws = self.rng.normal(0.0, 1.0, (samples - 1, -(-horizon // hold), self.model.nu))
-        perturbation = np.repeat(draws, hold, axis=1)[:, :horizon] * (noise * self.half_range)
-        plans = np.concatenate([self.plan[None], self.plan[None] + perturbation])
+        plans = np.concatenate([self.plan[None], self.perturbations(self.plan, samples - 1, noise)])
         return np.clip(plans, self.low, self.high)
 
     def scores(self, state: np.ndarray, plans: np.ndarray) -> np.ndarray:

@@ -60,18 +60,36 @@ def pen_reward(pen_length: float, goal_length: float, drop_z: float = PEN_DROP_P
 
 
 RELOCATE_REACH_PLAN_WEIGHT = 1.0  # the planner weighs |palm - ball| 10x the D4RL reward (0.1)
+# planning shaping against two ways the MPC used to lose the ball (it knocked the ball off the table on 26 of 30
+# demo seeds): the carry terms count only while the ball is off the table AND in the hand (within
+# RELOCATE_HOLD_RADIUS of the palm), so a flung ball earns nothing; the ball's displacement on the table before it
+# is held costs RELOCATE_PUSH_WEIGHT per metre, and a ball below the table surface RELOCATE_FALL_PENALTY a step
+# (benchmarks/RESULTS.md, "Issue 13: the relocate expert")
+RELOCATE_HOLD_RADIUS = 0.08
+RELOCATE_PUSH_WEIGHT = 2.0
+RELOCATE_FALL_PENALTY = 5.0
+RELOCATE_OBJECT_SLIDES = slice(30, 32)  # qpos of the ball's x/y slide joints (OBJTx, OBJTy): its table displacement
 
 
-def relocate_reward(qpos: np.ndarray, qvel: np.ndarray, sensors: np.ndarray,
-                    reach_weight: float = RELOCATE_REACH_PLAN_WEIGHT) -> np.ndarray:
-    """The relocate task's dense reward (D4RL sign) on rollout sensordata, with the reach term
-    weighted by `reach_weight` (planning shaping)."""
+def relocate_reward(qpos: np.ndarray | None, qvel: np.ndarray | None, sensors: np.ndarray,
+                    reach_weight: float = RELOCATE_REACH_PLAN_WEIGHT, hold_radius: float = RELOCATE_HOLD_RADIUS,
+                    push_weight: float = RELOCATE_PUSH_WEIGHT, fall_penalty: float = RELOCATE_FALL_PENALTY
+                    ) -> np.ndarray:
+    """The relocate task's dense reward (D4RL sign) on rollout sensordata, with the reach term weighted by
+    `reach_weight`, the carry terms credited only for a ball within `hold_radius` of the palm, minus pushing
+    (`push_weight` per metre on the table, from qpos) and dropping the ball (planning shaping; the metric stays the
+    env's success rule). hold_radius=inf, push_weight=0 and fall_penalty=0 give the env's own reward."""
     p = _positions(sensors, RELOCATE_SENSORS)
     to_obj = np.linalg.norm(p["palm"] - p["obj"], axis=-1)
     goal = np.linalg.norm(p["obj"] - p["target"], axis=-1)
-    lifted = p["obj"][..., 2] > 0.04
+    held = (p["obj"][..., 2] > 0.04) & (to_obj < hold_radius)
     carry = 1.0 - 0.5 * np.linalg.norm(p["palm"] - p["target"], axis=-1) - 0.5 * goal
-    return -reach_weight * to_obj + lifted * carry + 10.0 * (goal < 0.1) + 20.0 * (goal < 0.05)
+    out = -reach_weight * to_obj + held * carry + 10.0 * (goal < 0.1) + 20.0 * (goal < 0.05)
+    if push_weight:
+        out = out - push_weight * np.linalg.norm(qpos[..., RELOCATE_OBJECT_SLIDES], axis=-1) * ~held
+    if fall_penalty:
+        out = out - fall_penalty * (p["obj"][..., 2] < 0.0)
+    return out
 
 
 @dataclass(frozen=True)

@@ -3,9 +3,9 @@
 - reacher-easy: analytic two-link inverse kinematics + a PD controller on the joint angles.
 - walker-stand, walker-walk, cheetah-run, finger-spin: sampling MPC (`envs/mpc.py`) on the
   true dynamics with MuJoCo's native batched rollouts, scored by the task's own reward (finger-spin:
-  a dense version of its binary reward). `RECIPES` holds each task's planner settings; walker plans
-  on a copy of the model with a 2x coarser physics timestep (5 instead of 10 substeps per control
-  step), which halves the cost.
+  a dense version of its binary reward). `RECIPES` holds each task's planner settings; the walker plans
+  on a copy of the model with a coarser physics timestep (walker-stand 4x, walker-walk 5x: 2-2.5 planning
+  steps per 0.025 s control step instead of 10).
 - every task: `distilled`, a small MLP on the state trained from the default expert by DAgger (`policy.py`,
   `dagger.py`, `theia-eval experts`): one network forward per step instead of a plan.
 - the planner tasks: `guided`, the planner with a quarter of its samples drawn around the distilled policy's
@@ -87,16 +87,22 @@ class PlannerRecipe:
 
 
 RECIPES: dict[str, PlannerRecipe] = {  # tuned by hand on a few seeds (benchmarks/experts.py --mpc)
-    # samples=64: 959 / 941 on the demo seeds 54321-2 (32 samples: 926 / 844, a slow get-up)
-    "walker-stand": PlannerRecipe(walker_reward(0.0), MPCConfig(samples=64, horizon=16, noise=0.3,
-                                                                temperature=0.05), coarsen=2),
+    # samples=64: 959 / 941 on the demo seeds 54321-2 (32 samples: 926 / 844, a slow get-up). Since issue 13: a 4x
+    # planning timestep (5 steps of 0.01 s per 0.05 s policy step), a 1.2 s look-ahead (24 knots) and one noise
+    # draw per 2 knots (smoother plans): 32 samples reach 917-967 on the demo seeds 54321-8 at 0.38x the cost
+    # (a draw per knot: 48 samples 822-961; a draw per 2 knots: 36 samples 887-975, 40 samples 968-980 on 54321-4;
+    # benchmarks/RESULTS.md, "Issue 13: a shorter cheetah plan and a smoother walker-stand plan")
+    "walker-stand": PlannerRecipe(walker_reward(0.0), MPCConfig(samples=32, horizon=24, noise=0.3,
+                                                                temperature=0.05, noise_hold=2), coarsen=4),
     # coarsen=5 (2 planning steps of 0.0125 s per control step): 912-942 on the demo seeds 54321-4 at 0.4x the
     # cost of coarsen=2 (benchmarks/RESULTS.md, "Issue 13: cheaper planners"); walker-stand falls at coarsen=5
     "walker-walk": PlannerRecipe(walker_reward(1.0), MPCConfig(samples=48, horizon=16, noise=0.5),
                                  coarsen=5),
     # iterations=2 (two MPPI refinements per step): 618 / 676 on the demo seeds 54321-2 vs 428 / 523
-    # with one; samples=256 gave 641 / 575, noise_hold=2 542 / 531 (benchmarks/experts.py --mpc ...)
-    "cheetah-run": PlannerRecipe(cheetah_reward, MPCConfig(samples=128, horizon=25, noise=1.0,
+    # with one; samples=256 gave 641 / 575, noise_hold=2 542 / 531 (benchmarks/experts.py --mpc ...);
+    # horizon=12 (0.48 s instead of 1 s): 696, 677, 675, 688 on 54321-4 at 0.48x the cost (horizon 16: 612-657,
+    # 20: 540-624; benchmarks/RESULTS.md, "Issue 13: a shorter cheetah plan and a smoother walker-stand plan")
+    "cheetah-run": PlannerRecipe(cheetah_reward, MPCConfig(samples=128, horizon=12, noise=1.0,
                                                            temperature=0.005, iterations=2)),
     "finger-spin": PlannerRecipe(finger_spin_reward, MPCConfig(samples=192, horizon=7, noise=1.2,
                                                                temperature=0.02)),

@@ -29,13 +29,11 @@ class GuidedMPC(SamplingMPC):
 
     prior: np.ndarray | None = None  # (horizon, nu), set before each call; used by the call's first round
 
-    def candidates(self) -> np.ndarray:
+    def candidates(self, samples: int | None = None, noise: float | None = None) -> np.ndarray:
         if self.prior is None:
-            return super().candidates()
-        horizon, hold = self.cfg.horizon, self.cfg.noise_hold
-        draws = self.rng.normal(0.0, 1.0, (self.cfg.samples - 2, -(-horizon // hold), self.model.nu))
-        noise = np.repeat(draws, hold, axis=1)[:, :horizon] * (self.cfg.noise * self.half_range)
-        plans = np.concatenate([self.plan[None], self.prior[None], self.prior[None] + noise])
+            return super().candidates(samples, noise)
+        samples, noise = samples or self.cfg.samples, noise or self.cfg.noise
+        plans = np.concatenate([self.plan[None], self.prior[None], self.perturbations(self.prior, samples - 2, noise)])
         self.prior = None
         return np.clip(plans, self.low, self.high)
 
