@@ -243,3 +243,20 @@ def test_entropy_of_a_sweep_bad_inputs(tmp_path, capsys):
     assert main(["entropy", "encoders=[pixels]", "images=plan", f"out_dir={out}"]) == 2
     assert "images=plan (each task's demo frames) needs sweep_dir" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_entropy_of_a_sweep_run_in_pieces_takes_the_whole_grid_with_grid_config(tmp_path, capsys, monkeypatch):
+    """plan.json holds only the last piece of a sweep run in pieces; grid=config measures the shipped config's
+    whole grid (here the smoke sweep's drawer-open cells, whose demo file is not recorded yet: named in the error)."""
+    monkeypatch.chdir(tmp_path)
+    ResultsStore(tmp_path / "r.sqlite").append([make_row("pixels", "metaworld/drawer-open", "conv", 100, "last")])
+    (tmp_path / "sweep").mkdir()
+    (tmp_path / "sweep" / "plan.json").write_text(json.dumps(
+        {"name": "smoke", "store": str(tmp_path / "r.sqlite"), "train": [], "demos": []}))
+    args = ["entropy", "sweep_dir=sweep", "out_dir=out"]
+    assert main(args) == 2
+    assert "has no cells with the conv head" in capsys.readouterr().err
+    assert main([*args, "grid=config"]) == 2
+    err = capsys.readouterr().err
+    assert "metaworld/drawer-open.hdf5 does not exist: record its demos first" in err
+    assert not (tmp_path / "out").exists()
