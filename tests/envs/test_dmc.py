@@ -343,6 +343,18 @@ def test_settled_plans_draw_fewer_samples_until_their_score_drops():
         MPCConfig(horizon=4, settle_horizon=5)
 
 
+def test_recorded_planner_settings_leave_out_an_off_settled_phase():
+    """Demo files record the planner's settings; an option that is off (the settled phase) is left out, so adding
+    it did not change the record of any earlier expert, and it is named once it is on."""
+    from theia_eval.envs.mpc import MPCConfig, describe
+
+    off = describe(MPCConfig(samples=48, horizon=16, noise=0.5, temperature=0.1))
+    assert off == ("horizon 16, iterations 1, noise 0.5, noise_hold 1, replan_every 1, samples 48, seed 0, "
+                   "temperature 0.1")
+    on = describe(MPCConfig(samples=48, settle_samples=16, settle_reward=0.9))
+    assert "settle_samples 16" in on and "settle_reward 0.9" in on and "threads" not in on
+
+
 def test_coarser_planning_timestep_spans_the_action_repeat():
     """coarsen may exceed the physics steps of one control step (cheetah: 1) as long as it divides the steps a
     policy action is held (x action repeat): the plan's knots then hold fewer, longer steps; the recipe's own

@@ -62,6 +62,19 @@ class MPCConfig:
             raise InputError(f"MPC noise and temperature must be positive (settle_noise >= 0): {self}")
 
 
+SETTLE_FIELDS = ("settle_samples", "settle_reward", "settle_horizon", "settle_noise")
+
+
+def describe(cfg: MPCConfig) -> str:
+    """The settings that decide the plans, as demo files record them ("horizon 16, iterations 1, ..."): rollout
+    threads are left out (they do not change the plans), and so is the settled phase while it is off, so adding
+    an option that is off by default leaves the record of every earlier expert unchanged."""
+    from dataclasses import asdict
+
+    skip = {"threads"} | (set(SETTLE_FIELDS) if not cfg.settle_samples else set())
+    return ", ".join(f"{k} {v}" for k, v in sorted(asdict(cfg).items()) if k not in skip)
+
+
 class SamplingMPC:
     """MPPI over zero-order-hold plans, scored by `reward` on native batched rollouts."""
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from theia_eval.envs.adroit.sim import AdroitTask, make_gym_env
-from theia_eval.envs.mpc import MPCConfig, RewardFn, SamplingMPC, plan_from_state
+from theia_eval.envs.mpc import MPCConfig, RewardFn, SamplingMPC, describe, plan_from_state
 from theia_eval.errors import InputError
 
 # sensor name -> (object type, object name): positions the rewards read, in this order
@@ -164,10 +164,11 @@ def make_expert(task: AdroitTask, **mpc_overrides) -> AdroitMPCExpert:
 
 def expert_source(task: AdroitTask) -> str:
     """The expert and its settings, as stored in demo files (a file of other settings is refused; rollout threads
-    do not change the plans, so they are left out)."""
-    from dataclasses import asdict
-
+    do not change the plans, so they are left out). Relocate's record names its planning-reward shaping, which
+    issue 13 changed (demos of the earlier reward are refused)."""
     if task.name not in RECIPES:
         raise InputError(f"no expert for adroit/{task.name}; experts exist for {sorted(RECIPES)}")
-    mpc = ", ".join(f"{k} {v}" for k, v in sorted(asdict(RECIPES[task.name].mpc).items()) if k != "threads")
-    return f"privileged expert: sampling MPC ({mpc})"
+    mpc = describe(RECIPES[task.name].mpc)
+    shaping = (f"; reward: carry credited within {RELOCATE_HOLD_RADIUS} of the palm, push {RELOCATE_PUSH_WEIGHT}, "
+               f"drop {RELOCATE_FALL_PENALTY}" if task.name == "relocate" else "")
+    return f"privileged expert: sampling MPC ({mpc}){shaping}"

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from theia_eval.envs.dmc.sim import DMCTask, load_env
-from theia_eval.envs.mpc import MPCConfig, RewardFn, SamplingMPC, plan_from_state
+from theia_eval.envs.mpc import MPCConfig, RewardFn, SamplingMPC, describe, plan_from_state
 from theia_eval.envs.simstate import split_state
 from theia_eval.errors import InputError
 
@@ -205,7 +205,6 @@ def _mpc(task: DMCTask, overrides: dict) -> MPCConfig:
 def expert_source(task: DMCTask, **mpc_overrides) -> str:
     """The default expert and its settings, as stored in demo files (a file of other settings is refused; rollout
     threads do not change the plans, so they are left out)."""
-    from dataclasses import asdict
 
     check_known(task)
     if task.name == "reacher-easy":
@@ -213,5 +212,5 @@ def expert_source(task: DMCTask, **mpc_overrides) -> str:
         g = ReacherGains()
         return f"privileged expert: inverse kinematics + PD (kp {g.kp}, kd {g.kd})"
     recipe, mpc = RECIPES[task.name], _mpc(task, mpc_overrides)
-    text = ", ".join(f"{k} {v}" for k, v in sorted(asdict(mpc).items()) if k != "threads")
+    text = describe(mpc)
     return f"privileged expert: sampling MPC ({text}; planning timestep x{recipe.coarsen})"

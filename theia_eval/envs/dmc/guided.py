@@ -10,14 +10,14 @@ one horizon of sequential physics steps plus one network forward per knot.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, replace
+from dataclasses import replace
 
 import numpy as np
 
 from theia_eval.envs.dmc.expert import RECIPES, MPCExpert
 from theia_eval.envs.dmc.policy import distilled_source, load_policy, weights_file
 from theia_eval.envs.dmc.sim import DMCTask
-from theia_eval.envs.mpc import MPCConfig, SamplingMPC, plan_from_state
+from theia_eval.envs.mpc import MPCConfig, SamplingMPC, describe, plan_from_state
 from theia_eval.envs.simstate import full_state, set_param_values, split_state
 from theia_eval.errors import InputError
 
@@ -83,6 +83,6 @@ class GuidedExpert(MPCExpert):
 def guided_source(task: DMCTask, weights: str | None = None) -> str:
     """What demo files of the guided expert record: its MPC settings and the distilled policy (weights hash)."""
     cfg, coarsen = guided_config(task), RECIPES[task.name].coarsen
-    text = ", ".join(f"{k} {v}" for k, v in sorted(asdict(cfg).items()) if k != "threads")
+    text = describe(cfg)
     return (f"guided expert: sampling MPC ({text}; planning timestep x{coarsen}) around the open-loop plan of the "
             f"[{distilled_source(task, weights)}]")
