@@ -1,16 +1,28 @@
 """Regenerate README.md of this folder from the *.info.txt summaries and collect.log (run from anywhere)."""
 import re
 from pathlib import Path
+
 D = Path(__file__).resolve().parent
-rows = []
-log = {m.group(1): (m.group(2), m.group(3), m.group(4)) for m in re.finditer(r"^(\S+): (\d+) demos \(\d+ new, (\d+) failed seeds\) -> .*, ([\d.]+) s\)$", (D/'collect.log').read_text(), re.M)}
-for f in sorted(D.glob('*.info.txt')):
+LINE = re.compile(r"^(\S+): (\d+) demos \(\d+ new, (\d+) failed seeds\) -> (\S+) \(.*, ([\d.]+) s\)$", re.M)
+log = {}  # demo file -> (demos, failed seeds, seconds), summed over the collector's runs (a resumed collection)
+for m in LINE.finditer((D / "collect.log").read_text()):
+    n, failed, secs = int(m.group(2)), int(m.group(3)), float(m.group(5))
+    prev = log.get(m.group(4))
+    log[m.group(4)] = (n, failed, secs + (prev[2] if prev else 0.0))
+rows = {25: [], 100: []}
+for f in sorted(D.glob("*.info.txt")):
     t = f.read_text()
-    task = re.search(r": (\S+) \((dmc|adroit)\)", t).group(1)
+    path, task = re.match(r"(\S+): (\S+) \((?:dmc|adroit)\)", t).groups()
     ret = re.search(r"return \(sum of rewards\) min/mean/max ([\d.\-]+)/([\d.\-]+)/([\d.\-]+)", t).groups()
-    n, failed, secs = log[task]
-    rows.append(f"| {task} | {n} | {failed} | {ret[0]} | {ret[1]} | {float(secs):.0f} | {float(secs)/(int(n)+int(failed)):.1f} | `{f.name}` |")
-table = "\n".join(["| task | demos | failed expert seeds | return min | return mean | wall s (1 worker, loaded) | s per attempt | summary |", "|---|---|---|---|---|---|---|---|"] + rows)
+    success = re.search(r"final-step success (\d+)%", t).group(1)
+    n, failed, secs = log[path]
+    rows[100 if "/100demos-" in path else 25].append(
+        f"| {task} | {n} | {failed} | {n / (n + failed):.0%} | {success}% | {ret[0]} | {ret[1]} | {secs:.0f} | "
+        f"{secs / (n + failed):.1f} | {secs / n:.1f} | `{f.name}` |")
+HEAD = ["| task | demos | failed expert seeds | expert success rate | demos' final-step success | return min | "
+        "return mean | wall s (1 worker, loaded) | s per attempt | s per kept demo | summary |",
+        "|---|---|---|---|---|---|---|---|---|---|---|"]
+tables = {k: "\n".join(HEAD + v) for k, v in rows.items()}
 text = f"""# Part 2 demos (issue 13): what regenerates them
 
 Demo files are not committed (hundreds of MB each). Each is regenerated, bit for bit, by the part-2 sweep's demo
@@ -24,18 +36,31 @@ theia-eval demos --info data/demos/25demos-fast256-crop224-419bca83/TASK.hdf5 > 
 ```
 
 The `*.info.txt` files are those summaries (expert and its settings, the seeds' outcome, lengths, success, the
-return over every demo of the file, render settings); `collect.log` holds the collector's own lines; this README's
-table is generated from both by `make_readme.py`. The experts: `theia_eval/envs/dmc/expert.py` (walker-walk plans on a 5x timestep
-since this collection; `benchmarks/RESULTS.md`, "Issue 13: cheaper planners"), `theia_eval/envs/adroit/expert.py`.
-Candidate j uses seed 54321 + j; a candidate below the task's expert-level return (DMC) or failing the success rule
-(Adroit) is skipped and recorded as a failed seed.
+return over every demo of the file, render settings); `collect.log` holds the collector's own lines (a resumed
+collection has one line per run: its seconds are summed); this README's tables are generated from both by
+`make_readme.py`. The experts: `theia_eval/envs/dmc/expert.py`, `theia_eval/envs/adroit/expert.py`, with the
+issue-13 recipes (`benchmarks/RESULTS.md`, "Issue 13: ..."). Candidate j uses seed 54321 + j; a candidate below the
+task's expert-level return (DMC: walker-stand 900, walker-walk 800, reacher-easy 900, cheetah-run 500, finger-spin
+800) or failing the success rule (Adroit) is skipped and recorded as a failed seed, so the expert success rate is
+demos / (demos + failed seeds) and a kept demo costs the attempts' seconds over the demos.
 
-Collected on 2026-11-30 on the 2-core development VM (Intel Xeon, 2 cores, 23.5 GiB) with one
-demo worker while the study's two Meta-World sweep jobs held both cores, so the seconds are upper bounds (quiet
-figures per demo: `benchmarks/RESULTS.md`). 25 per task (the part-2 grid's count, labelled reduced; the
-protocol's 100 wait for walker-stand and cheetah-run experts within the issue's 20 s).
+Collected on 2026-11-30 on the 2-core development VM (Intel Xeon, 2 cores, 23.5 GiB) with one demo worker while
+the study's sweep jobs (and other collections) held both cores, so the seconds are upper bounds (quiet figures per
+demo: `benchmarks/RESULTS.md`).
 
-{table}
+## The part-2 grid's demos: 25 per task (labelled reduced; the protocol's 100)
+
+{tables[25]}
+
+## The protocol's count for Adroit (issue 13, item 2): 100 per task
+
+Same recipe with `num_demos=100 out_dir=data/demos/100demos-fast256-crop224`; files summarized as
+`TASK-100.info.txt`. A task missing here was not finished when the table was generated. The pen collection was
+stopped once (after 62 demos, to rewrite the files' expert record when the recorded settings changed form; the
+demos themselves are unchanged) and resumed: the first run left no line in `collect.log`, so its wall seconds are
+missing from the table and the per-demo seconds cover the resumed run only.
+
+{tables[100]}
 """
-(D/'README.md').write_text(text)
-print(table)
+(D / "README.md").write_text(text)
+print(text)
