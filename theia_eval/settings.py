@@ -240,7 +240,9 @@ class EntropyConfig:
 
     encoders: str | list = setting('results', 'results = every encoder of the results store; or a list of names / {name, label, weights}')
     results: str | None = setting(None, 'results store for the scores (needed for encoders=results and the correlation)')
-    images: str = setting('skimage', 'demos:DIR (frames sampled from the demo files under DIR) | skimage | folder:DIR')
+    sweep_dir: str | None = setting(None, "a `theia-eval sweep` out_dir: its plan's encoders, each task's demo frames and its cells' scores (per task and pooled)")
+    grid: str = setting('plan', 'with sweep_dir: plan (the last plan.json) | config (the shipped sweep config\'s whole grid, for a sweep run in pieces)')
+    images: str | None = setting(None, 'demos:DIR (frames sampled from the demo files under DIR) | skimage | folder:DIR; null = skimage, or with sweep_dir each task\'s own demo frames (plan)')
     num_images: int = setting(64, 'images sampled (demos, folder) or taken (skimage has 4)')
     bins: int = setting(100, 'histogram bins of the reported entropy (the paper does not say; stated with every number)')
     bins_list: list[int] = setting([10, 25, 50, 100, 200], 'sensitivity check: entropy and correlation at these bin counts too')
@@ -503,6 +505,7 @@ VERB_CONFIGS: dict[str, VerbConfig] = {v.name: v for v in (
         'theia-eval entropy: feature-norm entropy per encoder and its correlation with the leaderboard score.',
         '  theia-eval entropy encoders=results results=results/sweeps/NAME/results.sqlite images=demos:data/demos',
         '  theia-eval entropy encoders=[efficientnet-lite0,random-vit-nano,pixels] images=skimage',
+        '  theia-eval entropy sweep_dir=results/study/entropy out_dir=...   # one sweep: per task and pooled',
     )),
     VerbConfig('evaluate', EvaluateConfig, header=(
         'theia-eval evaluate: re-evaluate a trained run in simulation.',
