@@ -276,7 +276,7 @@ SCHEMAS: dict[str, dict[str, Rule]] = {
     "entropy": {
         "encoders": any_of(choice("results"), list_of()), "results": input_path(null="no scores"),
         "images": path(null="skimage, or each task's demo frames with sweep_dir"),
-        "sweep_dir": input_path(null="no sweep: encoders and images as given"), "grid": choice("plan", "config"),
+        "sweep_dir": input_path(null="no sweep: encoders and images as given"),
         "num_images": count(), "bins": count(2), "bins_list": list_of(count(2)), "token_set": choice("all", "interior"),
         "score.head": text(null="conv"), "score.checkpoint": choice("last", "best"), "score.sweep": text(null="all"),
         "mujoco_suites": list_of(text()), "bootstrap": count(), "min_encoders": count(), "min_relative_spread": number(0),

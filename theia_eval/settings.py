@@ -241,7 +241,6 @@ class EntropyConfig:
     encoders: str | list = setting('results', 'results = every encoder of the results store; or a list of names / {name, label, weights}')
     results: str | None = setting(None, 'results store for the scores (needed for encoders=results and the correlation)')
     sweep_dir: str | None = setting(None, "a `theia-eval sweep` out_dir: its plan's encoders, each task's demo frames and its cells' scores (per task and pooled)")
-    grid: str = setting('plan', 'with sweep_dir: plan (the last plan.json) | config (the shipped sweep config\'s whole grid, for a sweep run in pieces)')
     images: str | None = setting(None, 'demos:DIR (frames sampled from the demo files under DIR) | skimage | folder:DIR; null = skimage, or with sweep_dir each task\'s own demo frames (plan)')
     num_images: int = setting(64, 'images sampled (demos, folder) or taken (skimage has 4)')
     bins: int = setting(100, 'histogram bins of the reported entropy (the paper does not say; stated with every number)')

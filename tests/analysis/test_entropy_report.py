@@ -245,18 +245,18 @@ def test_entropy_of_a_sweep_bad_inputs(tmp_path, capsys):
     assert not out.exists()
 
 
-def test_entropy_of_a_sweep_run_in_pieces_takes_the_whole_grid_with_grid_config(tmp_path, capsys, monkeypatch):
-    """plan.json holds only the last piece of a sweep run in pieces; grid=config measures the shipped config's
-    whole grid (here the smoke sweep's drawer-open cells, whose demo file is not recorded yet: named in the error)."""
+def test_entropy_of_a_sweep_whose_plan_lacks_the_head_says_how_to_write_the_whole_plan(tmp_path, capsys, monkeypatch):
+    """plan.json of a sweep run in pieces holds only the last piece; the error names the dry run that writes the
+    whole grid's plan (the analysis layer reads plans, it does not build them)."""
     monkeypatch.chdir(tmp_path)
     ResultsStore(tmp_path / "r.sqlite").append([make_row("pixels", "metaworld/drawer-open", "conv", 100, "last")])
     (tmp_path / "sweep").mkdir()
     (tmp_path / "sweep" / "plan.json").write_text(json.dumps(
-        {"name": "smoke", "store": str(tmp_path / "r.sqlite"), "train": [], "demos": []}))
-    args = ["entropy", "sweep_dir=sweep", "out_dir=out"]
-    assert main(args) == 2
-    assert "has no cells with the conv head" in capsys.readouterr().err
-    assert main([*args, "grid=config"]) == 2
+        {"name": "smoke", "store": str(tmp_path / "r.sqlite"), "demos": [],
+         "train": [{"config_hash": "m", "label": "blind", "task": "metaworld/drawer-open", "head": "mlp",
+                    "config": {"encoder": "blind", "weights": None}}]}))
+    assert main(["entropy", "sweep_dir=sweep", "out_dir=out"]) == 2
     err = capsys.readouterr().err
-    assert "metaworld/drawer-open.hdf5 does not exist: record its demos first" in err
+    assert "has no cells with the conv head (heads there: mlp)" in err
+    assert "theia-eval sweep sweep=smoke out_dir=sweep --dry-run" in err
     assert not (tmp_path / "out").exists()

@@ -54,14 +54,11 @@ class SweepScope:
         return f"{what}, {self.head} head, {self.checkpoint} checkpoint, the cells of sweep {self.name}"
 
 
-def sweep_scope(sweep_dir: str | Path, head: str | None, checkpoint: str, store: str | None = None,
-                grid: str = "plan") -> SweepScope:
-    """Read DIR/plan.json: the encoders with `head` cells, their tasks' demo files and cell hashes (grid=config:
-    the whole grid of the shipped sweep config, for a sweep run in pieces, as `theia-eval publish grid=config`)."""
-    from dataclasses import asdict
-
+def sweep_scope(sweep_dir: str | Path, head: str | None, checkpoint: str, store: str | None = None) -> SweepScope:
+    """Read DIR/plan.json: the encoders with `head` cells, their tasks' demo files and cell hashes. (The analysis
+    layer reads plans, it does not build them: for a sweep run in pieces, whose plan.json holds the last piece,
+    `theia-eval sweep sweep=NAME out_dir=DIR --dry-run` writes the whole grid's plan.json first.)"""
     from theia_eval.io import read_json
-    from theia_eval.sweeps.publish import planned_cells
 
     sweep_dir = Path(sweep_dir)
     plan_path = sweep_dir / "plan.json"
@@ -70,19 +67,14 @@ def sweep_scope(sweep_dir: str | Path, head: str | None, checkpoint: str, store:
                          "(the sweep writes plan.json before it runs anything).")
     plan = read_json(plan_path, "the sweep plan (written by `theia-eval sweep`)")
     head = head or "conv"
-    cells = [c for c in planned_cells(plan, sweep_dir, grid) if c.get("head") == head]
+    cells = [c for c in plan.get("train") or [] if c.get("head") == head]
     if not cells:
         heads = sorted({str(c.get("head")) for c in plan.get("train") or []})
         raise InputError(f"the sweep plan {plan_path} has no cells with the {head} head (heads there: "
-                         f"{', '.join(heads) or 'none'}); pass score.head=HEAD.")
-    demos = list(plan.get("demos") or [])
-    if grid == "config":
-        from theia_eval.config import compose
-        from theia_eval.sweeps.plan import build_plan
-
-        demos += [asdict(d) for d in build_plan(compose("sweep", [f"sweep={plan['name']}",
-                                                                  f"out_dir={sweep_dir}"])).demos]
-    files = {d["task"]: d["path"] for d in demos}
+                         f"{', '.join(heads) or 'none'}); pass score.head=HEAD, or, for a sweep run in pieces, write "
+                         f"the whole grid's plan first: theia-eval sweep sweep={plan.get('name')} "
+                         f"out_dir={sweep_dir} --dry-run")
+    files = {d["task"]: d["path"] for d in plan.get("demos") or []}
     encoders, by_cell = {}, {}
     for c in cells:
         cfg = c["config"]

@@ -322,8 +322,7 @@ def compute_sweep_entropy(cfg: DictConfig, bins: int, bins_list: list[int], echo
     if cfg.images not in (None, "plan"):
         raise InputError(f"sweep_dir=DIR measures each task's own demo frames (images=plan); images={cfg.images} "
                          "would measure other frames. Drop images=, or drop sweep_dir.")
-    scope = load_scores(sweep_scope(cfg.sweep_dir, cfg.score.head, str(cfg.score.checkpoint), cfg.results,
-                                    str(cfg.get("grid") or "plan")))
+    scope = load_scores(sweep_scope(cfg.sweep_dir, cfg.score.head, str(cfg.score.checkpoint), cfg.results))
     count = int(cfg.num_images)
     per_task_images = {t: demo_frames([Path(f)], count) for t, f in scope.task_files.items()}
     pooled = Images(np.concatenate([im.array for im in per_task_images.values()]),
