@@ -3,22 +3,25 @@ import re
 from pathlib import Path
 
 D = Path(__file__).resolve().parent
-LINE = re.compile(r"^(\S+): (\d+) demos \(\d+ new, (\d+) failed seeds\) -> (\S+) \(.*, ([\d.]+) s\)$", re.M)
-log = {}  # demo file -> (demos, failed seeds, seconds), summed over the collector's runs (a resumed collection)
+LINE = re.compile(r"^(\S+): (\d+) demos \((\d+) new, (\d+) failed seeds\) -> (\S+) \(.*, ([\d.]+) s\)$", re.M)
+log = {}  # demo file -> (demos, new demos, failed seeds, seconds), summed over the collector's runs (resumed)
 for m in LINE.finditer((D / "collect.log").read_text()):
-    n, failed, secs = int(m.group(2)), int(m.group(3)), float(m.group(5))
-    prev = log.get(m.group(4))
-    log[m.group(4)] = (n, failed, secs + (prev[2] if prev else 0.0))
+    n, new, failed, secs = int(m.group(2)), int(m.group(3)), int(m.group(4)), float(m.group(6))
+    prev = log.get(m.group(5))
+    log[m.group(5)] = (n, new + (prev[1] if prev else 0), failed, secs + (prev[3] if prev else 0.0))
 rows = {25: [], 100: []}
 for f in sorted(D.glob("*.info.txt")):
     t = f.read_text()
     path, task = re.match(r"(\S+): (\S+) \((?:dmc|adroit)\)", t).groups()
     ret = re.search(r"return \(sum of rewards\) min/mean/max ([\d.\-]+)/([\d.\-]+)/([\d.\-]+)", t).groups()
     success = re.search(r"final-step success (\d+)%", t).group(1)
-    n, failed, secs = log[path]
+    n, new, failed, secs = log[path]
+    whole = new == n  # every demo was made by a run that left its line (else earlier runs' seconds are missing)
+    timing = (f"{secs:.0f} | {secs / (n + failed):.1f} | {secs / n:.1f}" if whole
+              else f"{secs:.0f} for the last {new} demos | - | -")
     rows[100 if "/100demos-" in path else 25].append(
-        f"| {task} | {n} | {failed} | {n / (n + failed):.0%} | {success}% | {ret[0]} | {ret[1]} | {secs:.0f} | "
-        f"{secs / (n + failed):.1f} | {secs / n:.1f} | `{f.name}` |")
+        f"| {task} | {n} | {failed} | {n / (n + failed):.0%} | {success}% | {ret[0]} | {ret[1]} | {timing} | "
+        f"`{f.name}` |")
 HEAD = ["| task | demos | failed expert seeds | expert success rate | demos' final-step success | return min | "
         "return mean | wall s (1 worker, loaded) | s per attempt | s per kept demo | summary |",
         "|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -57,8 +60,8 @@ demo: `benchmarks/RESULTS.md`).
 Same recipe with `num_demos=100 out_dir=data/demos/100demos-fast256-crop224`; files summarized as
 `TASK-100.info.txt`. A task missing here was not finished when the table was generated. The pen collection was
 stopped once (after 62 demos, to rewrite the files' expert record when the recorded settings changed form; the
-demos themselves are unchanged) and resumed: the first run left no line in `collect.log`, so its wall seconds are
-missing from the table and the per-demo seconds cover the resumed run only.
+demos themselves are unchanged) and resumed: the first run left no line in `collect.log`, so the table gives the
+resumed run's seconds only and no per-attempt figure (the quiet cost of an attempt is in `benchmarks/RESULTS.md`).
 
 {tables[100]}
 """
