@@ -30,6 +30,16 @@ def smoke(tmp_path, *extra: str):
     ("sweep.encoders=[clip-vit-l14]", "no weights available offline"),
     ("+sweep.demos.colour=red", "unknown keys \\['colour'\\] in the sweep's demos block"),
     ("sweep.tasks=[]", "names no tasks"),
+    ("+sweep.seedz=[1]", "unknown sweep config key 'seedz'. Did you mean: seeds"),
+    ("+sweep.extra_seeds=[{seeds:[7]}]", "extra_seeds\\[0\\] needs seeds: \\[...\\] and tasks"),
+    ("+sweep.extra_seeds=[{seeds:[7],tasks:[metaworld/hammer]}]", "names task 'metaworld/hammer', which is not in"),
+    ("+sweep.extra_seeds=[{seeds:[7],tasks:[metaworld/drawer-open],encoders:[pixelz]}]",
+     "unknown encoder label in extra_seeds\\[0\\] 'pixelz'"),
+    ("+sweep.extra_seeds=[{seeds:[100],tasks:[metaworld/drawer-open]}]", "seed 100 is already one of the sweep's"),
+    ("+sweep.extra_seeds=[{seeds:[7],tasks:[metaworld/drawer-open],heads:[mlp]}]", "has no head 'mlp' in this sweep"),
+    ("+sweep.extra_seeds=[{seeds:[7],tasks:[metaworld/drawer-open],seed:[8]}]", "unknown key of extra_seeds"),
+    ("+sweep.extra_seeds=[{seeds:[7],tasks:[metaworld/drawer-open]},{seeds:[7],tasks:[metaworld/drawer-open]}]",
+     "extra_seeds\\[1\\] lists the cell .* a second time"),
 ])
 def test_bad_sweeps_fail_before_any_work(tmp_path, capsys, override, message):
     with pytest.raises(TheiaEvalError, match=message):
@@ -76,6 +86,24 @@ def test_cell_identity_ignores_paths_and_devices_but_not_settings(tmp_path):
     assert not {c.config_hash for c in other_demos} & {c.config_hash for c in base}
     seeds = build_plan(smoke(tmp_path, "sweep.seeds=[1,2]", "sweep.encoders=[pixels]")).train
     assert [c.seed for c in seeds] == [1, 2] and seeds[0].config["seed"] == 1
+
+
+def test_extra_seeds_add_the_same_cells_as_more_seeds_on_part_of_the_grid(tmp_path):
+    """extra_seeds adds seeds where a verdict hangs on one seed: its cells are the cells (same identity) a sweep with
+    those seeds would have, only on the named tasks, encoders and heads."""
+    grid = ("sweep.encoders=[{name:pixels,heads:[conv,mlp]},blind]", "sweep.heads=[conv,mlp]")
+    base = build_plan(smoke(tmp_path, *grid)).train
+    more = build_plan(smoke(tmp_path, *grid, "+sweep.extra_seeds=[{seeds:[7,8],tasks:[metaworld/drawer-open],"
+                                             "encoders:[pixels],heads:[conv]}]")).train
+    full = {(c.label, c.head, c.seed): c.config_hash
+            for c in build_plan(smoke(tmp_path, *grid, "sweep.seeds=[100,7,8]")).train}
+    assert [c.config_hash for c in more[:len(base)]] == [c.config_hash for c in base]
+    extra = more[len(base):]
+    assert [(c.label, c.head, c.seed) for c in extra] == [("pixels", "conv", 7), ("pixels", "conv", 8)]
+    assert all(full[(c.label, c.head, c.seed)] == c.config_hash for c in extra)
+    every_head = build_plan(smoke(tmp_path, *grid, "+sweep.extra_seeds=[{seeds:[7],tasks:[metaworld/drawer-open]}]"))
+    assert sorted((c.label, c.head) for c in every_head.train if c.seed == 7) == [
+        ("blind", "conv"), ("blind", "mlp"), ("pixels", "conv"), ("pixels", "mlp")]
 
 
 def test_students_join_the_encoder_list_with_a_config_keyed_run_dir(tmp_path):
@@ -241,7 +269,7 @@ def test_two_sweeps_sharing_an_out_dir_keep_their_own_plans_and_never_train_one_
     from theia_eval.policies.runs import run_dir
     from theia_eval.sweeps.launch import load_plan
     from theia_eval.sweeps.run import prepare
-    from theia_eval.sweeps.stages import train_cell
+    from theia_eval.sweeps.stages import collect_demos, train_cell
 
     plan_a, path_a, store = prepare(smoke(tmp_path, "sweep.encoders=[pixels]"))
     text_a = path_a.read_text()
@@ -256,3 +284,8 @@ def test_two_sweeps_sharing_an_out_dir_keep_their_own_plans_and_never_train_one_
         assert held
         assert train_cell(job, plan_a) == {"status": "busy"}
     assert not run.exists() and len(store) == 0  # nothing trained, nothing written beside the other process
+    demos = plan_a.demos[0]
+    with try_lock(Path(demos.path).parent / f".{Path(demos.path).name}.lock") as held:
+        assert held
+        assert collect_demos(demos, plan_a) == {"status": "busy"}  # demos another lane collects: left to it
+    assert not Path(demos.path).exists()

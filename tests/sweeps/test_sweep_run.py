@@ -114,6 +114,36 @@ def test_a_failing_job_blocks_only_what_needs_it(shared, tmp_path, capsys):
     assert set(df.encoder) == {"pixels"} and len(df) == 2
 
 
+def test_a_student_another_process_distills_is_left_to_it_with_its_cells(shared, tmp_path, capsys):
+    """Two lanes over one grid of students: a student whose lock another process holds is not distilled again
+    beside it ("busy"); its cells wait for a later run (listed, exit 0) and the other encoders' cells run."""
+    from theia_eval.io import try_lock
+    from theia_eval.sweeps.stages import distill_student
+    from theia_eval.sweeps.run import prepare
+    from theia_eval.config import compose
+
+    out = tmp_path / "lanes"
+    args = [*GRID, "sweep.seeds=[1]", "sweep.encoders=[pixels]", f"out_dir={out}", *shared,
+            f"students_dir={tmp_path / 'students'}", "leaderboard=false",
+            "sweep.students=[{label:busy-student,teachers:offline,student:nano,frames:{num_frames:8},"
+            "overrides:{train:{steps:2}}}]"]
+    plan, _, _ = prepare(compose("sweep", args))
+    student = plan.distill[0]
+    run = Path(student.run_dir)
+    with try_lock(run.parent / f".{run.name}.lock") as held:
+        assert held
+        assert distill_student(student, plan) == {"status": "busy"}
+        assert main(["sweep", *args]) == 0
+    captured = capsys.readouterr()
+    assert "left for later: embed busy-student:tokens (waits for distill busy-student, running in another " \
+           "process)" in captured.out
+    assert "left for later: train" in captured.out and "FAILED" not in captured.out
+    assert "wait for work another process is doing" in captured.err
+    assert not run.exists()  # nothing distilled beside the other process
+    df = ResultsStore(out / "results.sqlite").frame()
+    assert set(df.encoder) == {"pixels"} and len(df) == 2
+
+
 def test_submitit_launcher_gives_the_rows_of_the_sequential_one(reference, shared, tmp_path):
     """submitit's local executor runs the same jobs as SLURM tasks would; cell identities match across launchers."""
     out = tmp_path / "submitit"

@@ -37,4 +37,7 @@ def sweep(argv: list[str]) -> int:
         print(f"{len(report.failures)} job(s) failed; fix them and re-run the same command (finished cells are "
               "kept).", file=sys.stderr)
         return 1
+    if report.waiting:
+        print(f"{len(report.waiting)} job(s) wait for work another process is doing (listed above); run the same "
+              "command again when it has finished to run them.", file=sys.stderr)
     return 0

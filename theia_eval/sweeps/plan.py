@@ -428,6 +428,7 @@ def build_plan(cfg: DictConfig) -> Plan:
     from theia_eval.policies.heads import head_input_kind, make_head_config
 
     sweep = cfg.sweep
+    check_sweep_keys(sweep)
     out_dir = Path(cfg.out_dir)
     students = [parse_student(s, Path(cfg.students_dir), cfg.device) for s in (sweep.get("students") or [])]
     encoders = [EncoderEntry(s.label, "theia", s.run_dir, s.label, f"student:{s.key}") for s in students]
@@ -458,10 +459,11 @@ def build_plan(cfg: DictConfig) -> Plan:
     for _, _, base in families.values():
         for h in all_heads:
             make_head_config(h, to_plain(base.bc.head_config))
+    grid = [(e, t, h, s) for e in encoders for t in tasks if e.families is None or task_family(t) in e.families
+            for h in (e.heads or heads) for s in seeds]
+    grid += extra_seed_cells(sweep.get("extra_seeds") or [], encoders, tasks, heads, seeds)
     cells = [cell_job(families[task_family(t)][2], e, t, h, s, kinds[h], families[task_family(t)][0], out_dir,
-                      sweep.name)
-             for e in encoders for t in tasks if e.families is None or task_family(t) in e.families
-             for h in (e.heads or heads) for s in seeds]
+                      sweep.name) for e, t, h, s in grid]
     embeds = embed_jobs(cells, int(cfg.embed_batch))
     return Plan(sweep.name, str(out_dir), str(cfg.store), cfg.store_journal, cfg.get("threads"), demo_jobs,
                 [DistillJob.of(s) for s in students], embeds, cells)
@@ -490,6 +492,70 @@ def family_settings(cfg: DictConfig, family: str) -> tuple[dict, Path, DictConfi
     base = merge_checked(base, {"demos_dir": str(demos_dir), "cache_dir": str(cfg.cache_dir), "device": cfg.device,
                                 "bc": {"progress": False}, "eval": {"progress": False}}, "settings")
     return recipe, demos_dir, base
+
+
+SWEEP_KEYS = ("name", "description", "students", "encoders", "suites", "tasks", "heads", "seeds", "extra_seeds",
+              "demos", "train", "suite_overrides", "expected_cost")
+EXTRA_SEED_KEYS = ("seeds", "tasks", "encoders", "heads")
+
+
+def check_sweep_keys(sweep: Mapping) -> None:
+    """A misspelt key of a sweep config (seedz: [...]) would be ignored silently: refuse it."""
+    for key in sweep:
+        if key not in SWEEP_KEYS:
+            raise unknown_name("sweep config key", str(key), SWEEP_KEYS)
+
+
+def extra_seed_cells(blocks: Iterable, encoders: list[EncoderEntry], tasks: list[str], heads: list[str],
+                     seeds: list[int]) -> list[tuple]:
+    """More training seeds on part of the grid (where a verdict hangs on one seed), as
+    `extra_seeds: [{seeds: [200, 300], tasks: [...], encoders: [labels] (default: all), heads: [...] (default: each
+    encoder's)}]`: every named task, label and head must be in the grid, and no cell may be listed twice."""
+    by_label = {e.label: e for e in encoders}
+    cells, seen = [], set()
+    for i, block in enumerate(to_plain(blocks)):
+        where = f"extra_seeds[{i}]"
+        if not isinstance(block, Mapping):
+            raise InputError(f"{where} must be a mapping {{seeds: [...], tasks: [...], encoders: [...], heads: [...]}}, "
+                             f"not {block!r}.")
+        for key in block:
+            if key not in EXTRA_SEED_KEYS:
+                raise unknown_name(f"key of {where}", str(key), EXTRA_SEED_KEYS)
+        if not block.get("seeds") or not block.get("tasks"):
+            raise InputError(f"{where} needs seeds: [...] and tasks: [...] (the tasks where a verdict hangs on one "
+                             "seed).")
+        for t in block["tasks"]:
+            if t not in tasks:
+                raise InputError(f"{where} names task '{t}', which is not in the sweep's grid "
+                                 f"({', '.join(tasks)}).")
+        labels = block.get("encoders") or list(by_label)
+        for label in labels:
+            if label not in by_label:
+                raise unknown_name(f"encoder label in {where}", str(label), by_label)
+        for s in block["seeds"]:
+            if not isinstance(s, int) or isinstance(s, bool):
+                raise InputError(f"{where}: seed {s!r} is not an integer.")
+            if s in seeds:
+                raise InputError(f"{where}: seed {s} is already one of the sweep's seeds ({seeds}); extra_seeds adds "
+                                 "seeds the grid does not have.")
+        for label in labels:
+            e = by_label[label]
+            own = list(e.heads or heads)
+            chosen = list(block.get("heads") or own)
+            for h in chosen:
+                if h not in own:
+                    raise InputError(f"{where}: encoder '{label}' has no head '{h}' in this sweep (its heads: "
+                                     f"{', '.join(own)}).")
+            for t in block["tasks"]:
+                if e.families is not None and task_family(t) not in e.families:
+                    continue
+                for h in chosen:
+                    for s in block["seeds"]:
+                        if (label, t, h, s) in seen:
+                            raise InputError(f"{where} lists the cell {label} x {t} x {h} x seed {s} a second time.")
+                        seen.add((label, t, h, s))
+                        cells.append((e, t, h, int(s)))
+    return cells
 
 
 def check_unique(items: list[str], what: str) -> None:

@@ -4,7 +4,9 @@ Order: plan (every name and key checked; nothing runs on bad input) -> demos -> 
 -> leaderboard. Only unfinished jobs are launched: a cell whose best and last rows are in the store is
 skipped; a killed cell resumes from its last.pt; rows are keyed by (config_hash, checkpoint), so a cell is
 never counted twice. A failed job blocks only the jobs that need it (a failed student blocks its cells);
-every failure is listed at the end and the exit code is 1.
+every failure is listed at the end and the exit code is 1. Two sweeps over one grid may run at once (two lanes,
+one core each): a student or cell another process is working on is "busy" and left to it, and the jobs that
+need a busy student wait for a later run of the sweep (listed, exit code 0).
 """
 from __future__ import annotations
 
@@ -30,6 +32,7 @@ class SweepReport:
     pending: dict[str, list[int]]
     results: dict[str, list[dict]] = field(default_factory=dict)
     blocked: list[str] = field(default_factory=list)
+    waiting: list[str] = field(default_factory=list)
 
     @property
     def failures(self) -> list[dict]:
@@ -57,7 +60,7 @@ def pending_jobs(plan: Plan, store: ResultsStore) -> dict[str, list[int]]:
 
 
 def blocked_by(stage: str, failed: Job, job: Job) -> bool:
-    """Whether a later job needs the output of a failed job of `stage`."""
+    """Whether a later job needs the output of a (failed or busy) job of `stage`."""
     needs = {"demos": lambda: failed.task in job.tasks_needed,
              "distill": lambda: job.student is not None and job.student == failed.label,
              "embed": lambda: job.group == failed.id}
@@ -65,16 +68,22 @@ def blocked_by(stage: str, failed: Job, job: Job) -> bool:
 
 
 def drop_blocked(report: SweepReport, stage: str, results: list[dict]) -> None:
-    """Remove later jobs that need a failed job's output; remember them for the report."""
+    """Remove later jobs that need the output of a failed job (`blocked`), or of a job another process is running
+    right now (`waiting`: a busy student's embedding and cells are left to a later run of the sweep, not failed)."""
     for r in results:
-        if r.get("status") != "failed":
+        status = r.get("status")
+        if status not in ("failed", "busy"):
             continue
-        failed = next(j for j in report.plan.stage(stage) if j.id == r["id"])
+        job = next(j for j in report.plan.stage(stage) if j.id == r["id"])
         for later in STAGES[STAGES.index(stage) + 1:]:
             jobs = report.plan.stage(later)
-            keep = [i for i in report.pending[later] if not blocked_by(stage, failed, jobs[i])]
-            report.blocked += [f"{later} {jobs[i].id} (needs {stage} {r['id']})"
-                               for i in report.pending[later] if i not in keep]
+            keep = [i for i in report.pending[later] if not blocked_by(stage, job, jobs[i])]
+            dropped = [i for i in report.pending[later] if i not in keep]
+            if status == "failed":
+                report.blocked += [f"{later} {jobs[i].id} (needs {stage} {r['id']})" for i in dropped]
+            else:
+                report.waiting += [f"{later} {jobs[i].id} (waits for {stage} {r['id']}, running in another "
+                                   "process)" for i in dropped]
             report.pending[later] = keep
 
 
@@ -147,10 +156,16 @@ def describe(report: SweepReport) -> str:
     pairs = list(dict.fromkeys((c.label, c.head) for c in plan.train))
     grid = (f"{len(labels)} encoders x {len(tasks)} tasks x {len(heads)} heads" if len(pairs) == len(labels) * len(heads)
             else f"{len(pairs)} encoder-head pairs x {len(tasks)} tasks")
-    lines = [f"sweep {plan.name}: {grid} x {len(seeds)} "
-             f"seeds = {len(plan.train)} cells ({', '.join(f'{n} {p}' for p, n in protocols.items())})",
+    grid += f" x {len(seeds)} seeds"
+    if len(plan.train) != len(pairs) * len(tasks) * len(seeds):  # encoders of some task families, extra_seeds
+        grid = f"part of {grid}"
+    per_seed = Counter(c.seed for c in plan.train)
+    seed_list = (", ".join(map(str, seeds)) if len(set(per_seed.values())) == 1
+                 else ", ".join(f"{s} ({per_seed[s]} cells)" for s in seeds))
+    lines = [f"sweep {plan.name}: {grid} = {len(plan.train)} cells "
+             f"({', '.join(f'{n} {p}' for p, n in protocols.items())})",
              f"  encoders: {', '.join(labels)}", f"  tasks: {', '.join(tasks)}",
-             f"  heads: {', '.join(heads)}; seeds: {', '.join(map(str, seeds))}"]
+             f"  heads: {', '.join(heads)}; seeds: {seed_list}"]
     devs = next((c.deviations for c in plan.train if c.deviations), None)
     if devs:
         lines.append("  reduced protocol: " + "; ".join(devs))
@@ -170,4 +185,6 @@ def summary(report: SweepReport, store: ResultsStore) -> str:
         lines.append(f"  FAILED {f['stage']} {f['id']}: {f['error']}")
     for b in report.blocked:
         lines.append(f"  not run: {b}")
+    for w in report.waiting:
+        lines.append(f"  left for later: {w}")
     return "\n".join(lines)

@@ -55,7 +55,15 @@ def collect_demos(job: DemoJob, plan: Plan) -> dict:
 
     if demos_complete(job):
         return {"status": "skipped"}
-    report = collect_task(job.task, job.demos_dir, demo_config(job.recipe))
+    path = Path(job.path)
+    with try_lock(path.parent / f".{path.name}.lock") as mine:
+        if not mine:  # another sweep (a second lane over the same tasks) collects these demos right now
+            log.warning("demos of %s (%s) are being collected by another process; skipped here, with the jobs "
+                        "that need them", job.task, path)
+            return {"status": "busy"}
+        if demos_complete(job):
+            return {"status": "skipped"}
+        report = collect_task(job.task, job.demos_dir, demo_config(job.recipe))
     return {"status": "done", "demos": report.demos, "new_demos": report.new_demos}
 
 
@@ -72,12 +80,20 @@ def distill_student(job: DistillJob, plan: Plan) -> dict:
 
     if student_done(job.run_dir):
         return {"status": "skipped"}
-    if job.frames is not None:
-        ensure_frameset(job.frames)
-    cfg = OmegaConf.create(job.config)
-    summary = run_distillation(cfg, command=f"theia-eval sweep (plan {plan.name}, student {job.label})")
-    if not student_done(job.run_dir):
-        raise InputError(f"distillation of '{job.label}' ended without an export in {job.run_dir}/export "
+    run = Path(job.run_dir)
+    with try_lock(run.parent / f".{run.name}.lock") as mine:
+        if not mine:  # another sweep (a second lane over the same students) distills this one right now
+            log.warning("student %s (%s) is being distilled by another process; skipped here, with the jobs "
+                        "that need it", job.label, run)
+            return {"status": "busy"}
+        if student_done(run):  # finished by the other process between the check above and the lock
+            return {"status": "skipped"}
+        if job.frames is not None:
+            ensure_frameset(job.frames)
+        cfg = OmegaConf.create(job.config)
+        summary = run_distillation(cfg, command=f"theia-eval sweep (plan {plan.name}, student {job.label})")
+    if not student_done(run):
+        raise InputError(f"distillation of '{job.label}' ended without an export in {run}/export "
                          "(train.stop_at set, or export=false?).")
     return {"status": "done", "wall_s": summary.get("wall_s")}
 
