@@ -34,10 +34,10 @@ def smoke(tmp_path, *extra: str):
     ("+sweep.extra_seeds=[{seeds:[7]}]", "extra_seeds\\[0\\] needs seeds: \\[...\\] and tasks"),
     ("+sweep.extra_seeds=[{seeds:[7],tasks:[metaworld/hammer]}]", "names task 'metaworld/hammer', which is not in"),
     ("+sweep.extra_seeds=[{seeds:[7],tasks:[metaworld/drawer-open],encoders:[pixelz]}]",
-     "unknown encoder label in extra_seeds\\[0\\] 'pixelz'"),
+     "extra_seeds\\[0\\] names encoder 'pixelz', which is not in the sweep's grid"),
     ("+sweep.extra_seeds=[{seeds:[100],tasks:[metaworld/drawer-open]}]", "seed 100 is already one of the sweep's"),
     ("+sweep.extra_seeds=[{seeds:[7],tasks:[metaworld/drawer-open],heads:[mlp]}]", "has no head 'mlp' in this sweep"),
-    ("+sweep.extra_seeds=[{seeds:[7],tasks:[metaworld/drawer-open],seed:[8]}]", "unknown key of extra_seeds"),
+    ("+sweep.extra_seeds=[{seeds:[7],tasks:[metaworld/drawer-open],seed:[8]}]", "extra_seeds\\[0\\] has an unknown key 'seed'"),
     ("+sweep.extra_seeds=[{seeds:[7],tasks:[metaworld/drawer-open]},{seeds:[7],tasks:[metaworld/drawer-open]}]",
      "extra_seeds\\[1\\] lists the cell .* a second time"),
 ])

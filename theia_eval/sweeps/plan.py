@@ -520,7 +520,7 @@ def extra_seed_cells(blocks: Iterable, encoders: list[EncoderEntry], tasks: list
                              f"not {block!r}.")
         for key in block:
             if key not in EXTRA_SEED_KEYS:
-                raise unknown_name(f"key of {where}", str(key), EXTRA_SEED_KEYS)
+                raise InputError(f"{where} has an unknown key '{key}'; valid keys: {', '.join(EXTRA_SEED_KEYS)}.")
         if not block.get("seeds") or not block.get("tasks"):
             raise InputError(f"{where} needs seeds: [...] and tasks: [...] (the tasks where a verdict hangs on one "
                              "seed).")
@@ -531,7 +531,9 @@ def extra_seed_cells(blocks: Iterable, encoders: list[EncoderEntry], tasks: list
         labels = block.get("encoders") or list(by_label)
         for label in labels:
             if label not in by_label:
-                raise unknown_name(f"encoder label in {where}", str(label), by_label)
+                raise InputError(f"{where} names encoder '{label}', which is not in the sweep's grid (encoders here: "
+                                 f"{', '.join(by_label)}); when an override narrows sweep.encoders, narrow or drop "
+                                 "extra_seeds too (sweep.extra_seeds=[]).")
         for s in block["seeds"]:
             if not isinstance(s, int) or isinstance(s, bool):
                 raise InputError(f"{where}: seed {s!r} is not an integer.")

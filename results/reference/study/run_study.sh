@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Run (or resume) the reference study on the 2-core machine as two lanes, one core each:
-#   lane 0: part 1 (Meta-World) pieces, part 3's graded encoders (no distillation needed), then it joins lane 1
+#   lane 0: part 1 (Meta-World) pieces, part 3's graded encoders (no distillation needed), part 1's extra seeds,
+#           then it joins lane 1
 #   lane 1: part 1 pieces, part 3's teacher-ablation students (distilled here) and their cells
 # then both lanes run part 2 (DMC and Adroit) side by side, and the reports follow. Two lanes over one grid never
 # do one job twice: a student or cell the other lane is working on is "busy" and left to it (its cells wait for
@@ -22,7 +23,7 @@ mkdir -p results/study/metaworld results/study/entropy results/study/dmc-adroit
 
 piece() {  # piece CORE ENCODER HEAD: one encoder x head of part 1 on one core
   taskset -c "$1" nice -n 5 $TE sweep sweep=offline-study-metaworld out_dir=results/study/metaworld threads=1 \
-    "sweep.encoders=[{name:$2,heads:[$3]}]" >> "results/study/metaworld/sweep-$2-$3.log" 2>&1
+    "sweep.encoders=[{name:$2,heads:[$3]}]" "sweep.extra_seeds=[]" >> "results/study/metaworld/sweep-$2-$3.log" 2>&1
 }
 part3() {  # part3 CORE NAME OVERRIDE: one half of part 3 (issue 14) on one core, reusing part 1's cells via its store
   taskset -c "$1" nice -n 5 $TE sweep sweep=offline-study-entropy out_dir=results/study/entropy \
@@ -38,9 +39,14 @@ part2() {  # part2 CORE: part 2 (issue 13) on one core; the other lane trains th
   taskset -c "$1" nice -n 5 $TE sweep sweep=offline-study-dmc-adroit out_dir=results/study/dmc-adroit threads=1 \
     >> "results/study/dmc-adroit/sweep-lane$1.log" 2>&1
 }
+part1() {  # part1 CORE: the whole part-1 grid on one core (what is finished is skipped)
+  taskset -c "$1" nice -n 5 $TE sweep sweep=offline-study-metaworld out_dir=results/study/metaworld threads=1 \
+    >> "results/study/metaworld/sweep-lane$1.log" 2>&1
+}
 lane0() {  # efficientnet-lite0 conv cells need no new embedding (token caches); its mlp ones a summary cache
   piece 0 blind mlp; piece 0 efficientnet-lite0 conv; piece 0 efficientnet-lite0 mlp; piece 0 pixels conv
   part3 0 graded "sweep.students=[]"
+  part1 0  # part 1's extra seeds (extra_seeds in its config: the seed-100 cells are done and skipped)
   part3 0 ablation "sweep.encoders=[]"; part3 0 ablation "sweep.encoders=[]"
   part2 0; part2 0
 }
