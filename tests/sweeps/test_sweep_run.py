@@ -179,8 +179,12 @@ def test_publish_copies_finished_cells_portably(reference, tmp_path_factory, mon
     assert len(cells) == 4 and all(c["finished"] for c in cells)
     info = (dest / "run_info.md").read_text()
     assert "| train |" in info and "cores" in info  # stage wall times and the machine, from jobs.jsonl
-    assert "Paired comparison" in (dest / "leaderboard" / "leaderboard.md").read_text() or \
-        "paired" in (dest / "leaderboard" / "leaderboard.md").read_text().lower()
+    board = (dest / "leaderboard" / "leaderboard.md").read_text()
+    assert "Paired comparison" in board or "paired" in board.lower()
+    assert "Results: `../results.csv` (8 rows)" in board  # the published file, not the temporary build folder
+    for f in (dest / "leaderboard").iterdir():
+        if f.suffix in (".md", ".html", ".json"):
+            assert ".tmp-" not in f.read_text(), f
     capsys.readouterr()
     assert main(["publish", f"sweep_dir={reference.name}", f"dest={reference.name}/inside"]) == 2
     assert "inside the sweep folder" in capsys.readouterr().err

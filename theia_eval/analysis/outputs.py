@@ -138,16 +138,20 @@ def read_settings(out_dir: Path) -> tuple[Resampling, str | None, dict | None]:
 def write_leaderboard(results, out_dir: str | Path, sweep_name: str | None = None,
                       mujoco: tuple[str, ...] = MUJOCO_SUITES, export: str | None = "parquet", claims=None,
                       uncertainty=None, runs_root: str | Path | None = None,
-                      pools: Mapping[str, Sequence[str]] | None = None) -> dict[str, Path]:
+                      pools: Mapping[str, Sequence[str]] | None = None,
+                      results_label: str | None = None) -> dict[str, Path]:
     """Write leaderboard.md/.csv/.html (+ plots, + the results export, + claims.json/.csv); returns the paths.
 
     claims: a name in configs/claim_sets/, a YAML file or a list (claims.load_claims); uncertainty: the
-    `uncertainty:` block of configs/leaderboard.yaml or a Resampling.
+    `uncertainty:` block of configs/leaderboard.yaml or a Resampling; results_label: how the pages name the
+    results (default: their paths; a publication built in a temporary folder names its final file).
     """
     out_dir = Path(out_dir)
     resampling = resampling_from(uncertainty)
     claim_list = load_claims(claims)  # bad claims, like a bad results file, fail before any write
     sections, meta = leaderboard_data(results, sweep_name, mujoco, resampling, runs_root, pools)
+    if results_label:
+        meta["results"] = results_label
     out_dir.mkdir(parents=True, exist_ok=True)
     write_settings(out_dir, resampling, runs_root, pools)
     paths = {"md": out_dir / "leaderboard.md", "csv": out_dir / "leaderboard.csv",

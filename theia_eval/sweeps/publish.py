@@ -274,7 +274,8 @@ def build_publication(plan: dict, store: Path, sweep_dir: Path, dest: Path, fina
     sweep_yaml = config_dir() / "sweep" / f"{plan['name']}.yaml"
     if sweep_yaml.is_file():
         shutil.copyfile(sweep_yaml, dest / "sweep.yaml")
-    write_leaderboard(dest / "results.csv", dest / "leaderboard", None, export=None, claims=claims, runs_root=final)
+    write_leaderboard(dest / "results.csv", dest / "leaderboard", None, export=None, claims=claims, runs_root=final,
+                      results_label="../results.csv")  # beside the leaderboard folder (not the temporary build path)
     return {"files": copied, "cells": info["finished_cells"], "planned": len(cells)}
 
 
