@@ -252,6 +252,10 @@ CASES = [
     Case("encoders-text-weights", ["encoders", "efficientnet-lite0", "weights={root}/notes.txt"],
          r"could not read .*notes.txt as a torch checkpoint.*not a checkpoint"),
     Case("encoders-unknown-key", ["encoders", "nosuchkey=1"], r"bad config for 'encoders'.*nosuchkey"),
+    Case("leaderboard-added-unknown-key", ["leaderboard", "+bogus=1", "results={root}/no.sqlite"],
+         r"unknown key 'bogus' for `theia-eval leaderboard`: `\+bogus=1` adds a key .* nothing would read it"),
+    Case("demos-added-misspelt-key", [*DEMOS, "+num_demoz=3"],
+         r"unknown key 'num_demoz' for `theia-eval demos`.*Did you mean: num_demos"),
     # demos
     Case("demos-fraction-count", [*DEMOS, "num_demos=1.5"], r"num_demos=1.5 \(a fraction\) is not allowed: num_demos must be an integer >= 1"),
     Case("demos-text-count", [*DEMOS, "num_demos=abc"], r"num_demos='abc' \(a text\) is not allowed"),
@@ -555,3 +559,18 @@ def test_run_dir_check_accepts_its_own_run_and_force_starts_over(root: Path, tmp
     (out / "notes.md").write_text("mine")
     discard_run(out)
     assert sorted(p.name for p in out.iterdir()) == ["notes.md"] and run_dir(forced, spec) == out
+
+
+def test_added_keys_land_only_in_free_form_mappings():
+    """`+key=value` is how Hydra adds a key; only mappings meant to take any key (a `{}` in the shipped YAML, a
+    schema mapping) accept one, and a misspelt nested key is named with the keys that exist there."""
+    from theia_eval.config import compose
+    from theia_eval.errors import InputError
+
+    assert compose("train", ["+bc.head_config.channels=16"], paths=False).bc.head_config.channels == 16
+    assert compose("decode", ["+decoder_weights.sam-vit-h=/w/sam"], paths=False).decoder_weights["sam-vit-h"] == "/w/sam"
+    assert list(compose("leaderboard", ["+pools.study=[a,b]"], paths=False).pools.study) == ["a", "b"]
+    with pytest.raises(InputError, match=r"unknown key 'bc.epochz'.*under 'bc'.*Did you mean: epochs\?.*batch_size"):
+        compose("train", ["++bc.epochz=3"], paths=False)
+    with pytest.raises(InputError, match=r"unknown key 'score.headz'.*Did you mean: head\?"):
+        compose("entropy", ["+score.headz=conv"], paths=False)

@@ -6,7 +6,9 @@
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -92,6 +94,7 @@ def compose(config_name: str, overrides: list[str] | None = None, paths: bool = 
                              f"shell quotes{fix}.") from exc
         raise InputError(f"bad config for '{config_name}': {' '.join(str(exc).split())}. "
                          f"See `theia-eval {config_name} --help` for the valid keys.") from exc
+    check_added_keys(config_name, cfg, overrides)
     try:
         check_config(config_name, cfg)
         if paths:
@@ -99,6 +102,53 @@ def compose(config_name: str, overrides: list[str] | None = None, paths: bool = 
     except OmegaConfBaseException as exc:  # e.g. an interpolation ${...} that names no key
         raise InputError(f"bad config for '{config_name}': {' '.join(str(exc).split())}.") from exc
     return cfg
+
+
+ADDED_KEY = re.compile(r"^\+\+?(?P<key>[A-Za-z0-9_.\-]+)=")
+
+
+def check_added_keys(config_name: str, cfg: DictConfig, overrides: list[str]) -> None:
+    """`+key=value` adds a key the config does not have; nothing reads a misspelt one (`+bogus=1`, `+num_demoz=3`),
+    so it is refused unless it lands in a free-form mapping (`decoder_weights: {}`, `bc.head_config: {}`, a schema
+    `mapping()` or `name.*` rule). Keys under a config group (`+sweep.train...`) are checked where the group's
+    block is read."""
+    from theia_eval.schema import SCHEMAS, rule_for
+
+    schema = SCHEMAS.get(config_name, {})
+    plain = OmegaConf.to_container(cfg, resolve=False)
+    for override in overrides:
+        m = ADDED_KEY.match(override)
+        if m is None:
+            continue
+        parts = m.group("key").split(".")
+        if parts[0] == "hydra" or (config_dir() / parts[0]).is_dir():
+            continue
+        node, depth = plain, 0
+        while depth < len(parts) - 1 and isinstance(node, dict) and isinstance(node.get(parts[depth]), dict):
+            node = node[parts[depth]]
+            depth += 1
+        parent = ".".join(parts[:depth])
+        rule = rule_for(schema, parent) if parent else None
+        free = depth == len(parts) - 1 and parent and (
+            (rule is not None and rule.kind == "dict") or rule_for(schema, f"{parent}.{parts[depth]}") is not None)
+        if free or depth == len(parts) - 1 and parent and not _declared(config_name, parent):
+            continue
+        where = f"under '{parent}'" if parent else "at the top level"
+        added = {ADDED_KEY.match(o).group("key") for o in overrides if ADDED_KEY.match(o)}
+        choices = sorted(str(k) for k in node if ".".join([*parts[:depth], str(k)]) not in added) \
+            if isinstance(node, dict) else []
+        close = difflib.get_close_matches(parts[depth], choices, n=3, cutoff=0.5)
+        hint = f" Did you mean: {', '.join(close)}?" if close else ""
+        raise InputError(f"unknown key '{m.group('key')}' for `theia-eval {config_name}`: `{override}` adds a key "
+                         f"that configs/{config_name}.yaml does not have {where}, and nothing would read it.{hint} "
+                         f"Keys there: {', '.join(choices) or 'none'}.")
+
+
+def _declared(config_name: str, parent: str) -> bool:
+    """Whether the mapping at `parent` lists its keys in the shipped YAML (a `{}` there is free-form)."""
+    shipped = OmegaConf.load(config_dir() / f"{config_name}.yaml")
+    node = OmegaConf.select(shipped, parent)
+    return not (OmegaConf.is_dict(node) and len(node) == 0)
 
 
 def to_yaml(cfg: DictConfig) -> str:
