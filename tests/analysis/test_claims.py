@@ -168,3 +168,25 @@ def test_claims_section_in_the_outputs_and_the_report(tmp_path, capsys):
     # without claims, stale claim files go
     assert main(["leaderboard", f"results={store}", f"out_dir={out}"]) == 0
     assert not (out / "claims.json").exists() and "Claim spatial" not in (out / "report.html").read_text()
+
+
+def test_a_claim_naming_nothing_known_is_refused_before_any_write(tmp_path, capsys):
+    """A misspelt encoder, head or task in a claim set would read as 'inconclusive (n = 0)': exit 2 instead, with
+    the close names; a registered encoder that has no rows yet is allowed (reported as missing)."""
+    import yaml
+
+    store = tmp_path / "results.sqlite"
+    ResultsStore(store).append(study_rows(tmp_path))
+    out = tmp_path / "lb"
+    for bad, message in (({**STUDENT, "a": {"encoder": "studnet", "head": "conv"}},
+                          "claim 'student' names encoder 'studnet', which is neither in the results nor a registered "
+                          "encoder name. Did you mean: student"),
+                         ({**SPATIAL, "b": {"head": "mpl"}}, "names head 'mpl'.*Did you mean: mlp"),
+                         ({**SPATIAL, "tasks": ["metaworld/hamer"]}, "names task 'metaworld/hamer'.*metaworld/hammer")):
+        (tmp_path / "claims.yaml").write_text(yaml.safe_dump({"claims": [bad]}))
+        assert main(["leaderboard", f"results={store}", f"out_dir={out}", f"claims={tmp_path / 'claims.yaml'}"]) == 2
+        assert re.search(message, capsys.readouterr().err) and not out.exists()
+    registered = {**STUDENT, "b": {"encoder": "efficientnet-lite0", "head": "conv"}}
+    (tmp_path / "claims.yaml").write_text(yaml.safe_dump({"claims": [registered]}))
+    assert main(["leaderboard", f"results={store}", f"out_dir={out}", f"claims={tmp_path / 'claims.yaml'}"]) == 0
+    assert "no last-checkpoint evaluation of efficientnet-lite0 (conv)" in (out / "claims.json").read_text()

@@ -30,6 +30,7 @@ are listed as missing; nothing raises on partial results.
 """
 from __future__ import annotations
 
+import difflib
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -140,6 +141,29 @@ def load_claims(spec) -> list[Claim]:
     if len(set(ids)) != len(ids):
         raise InputError(f"claim ids must be unique, got {ids}.")
     return claims
+
+
+def check_claim_names(claims: Sequence[Claim], sections: Sequence[Section]) -> None:
+    """A claim naming an encoder, head or task that is neither in the results nor registered (a typo such as
+    'theia-ofline') would be reported as 'inconclusive (n = 0)': refuse it instead. A registered name without
+    rows yet stays allowed (the claim reports it as missing)."""
+    from theia_eval.encoders.registry import list_encoders
+    from theia_eval.envs.tasks import list_tasks
+    from theia_eval.policies.heads import list_heads
+
+    kinds = {"encoder": {e for sec in sections for e in sec.encoders} | set(list_encoders()),
+             "head": {h for sec in sections for h in sec.heads} | set(list_heads()),
+             "task": {t for sec in sections for t in sec.tasks} | set(list_tasks())}
+    for claim in claims:
+        named = [("encoder", side.get("encoder")) for side in (claim.a, claim.b)]
+        named += [("head", side.get("head")) for side in (claim.a, claim.b)]
+        named += [("encoder", e) for e in claim.encoders or ()] + [("task", t) for t in claim.tasks or ()]
+        for kind, name in named:
+            if name is not None and name not in kinds[kind]:
+                close = difflib.get_close_matches(name, sorted(kinds[kind]), n=3, cutoff=0.6)
+                hint = f" Did you mean: {', '.join(close)}?" if close else ""
+                raise InputError(f"claim '{claim.id}' names {kind} '{name}', which is neither in the results nor a "
+                                 f"registered {kind} name.{hint} Fix the claim set.")
 
 
 # ------------------------------------------------------------------------------------------- evaluation

@@ -17,8 +17,8 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from theia_eval.analysis import plots
-from theia_eval.analysis.claims import (CLAIMS_FORMAT, claims_markdown, claims_parts, claims_report, claims_rows,
-                                        load_claims)
+from theia_eval.analysis.claims import (CLAIMS_FORMAT, check_claim_names, claims_markdown, claims_parts,
+                                        claims_report, claims_rows, load_claims)
 from theia_eval.analysis.leaderboard import MUJOCO_SUITES, Section, build_leaderboard, long_rows
 from theia_eval.analysis.report import (CHECKPOINT_NOTE, HtmlPage, deviation_text, empty_message,
                                         leaderboard_html, parts_markdown, score_points, section_parts)
@@ -152,6 +152,7 @@ def write_leaderboard(results, out_dir: str | Path, sweep_name: str | None = Non
     sections, meta = leaderboard_data(results, sweep_name, mujoco, resampling, runs_root, pools)
     if results_label:
         meta["results"] = results_label
+    check_claim_names(claim_list, sections)  # before any write
     out_dir.mkdir(parents=True, exist_ok=True)
     write_settings(out_dir, resampling, runs_root, pools)
     paths = {"md": out_dir / "leaderboard.md", "csv": out_dir / "leaderboard.csv",
