@@ -60,8 +60,11 @@ def test_bad_inputs_name_the_problem(tmp_path):
         ablation_rows(COMBOS, sections, {k: v for k, v in fits.items() if k != "abl-ed"}, resampling=R)
     with pytest.raises(InputError, match="per-image cosines for \\['depth'\\]"):
         ablation_rows(COMBOS, sections, {**fits, "abl-ed": fit("abl-ed", ["eff"])}, resampling=R)
-    with pytest.raises(InputError, match="no results for the students"):
-        ablation_rows([Combo("other", ("eff",), "x"), Combo("other2", ("d",), "y")], sections, fits, resampling=R)
+    unscored, meta = ablation_rows([Combo("other", ("eff",), "x")], sections, {"other": fit("other", ["eff"])},
+                                   resampling=R, pending=[Combo("other2", ("d",), "y")], tasks=["metaworld/a"])
+    assert meta["section"] == "no cell of these students has finished yet" and meta["unscored"] == ["other"]
+    assert [(r["student"], r["status"], r["score"]) for r in unscored] == [("other2", "not distilled yet", None),
+                                                                          ("other", "distilled", None)]
     with pytest.raises(InputError, match="checkpoint must be one of"):
         ablation_rows(COMBOS, sections, fits, checkpoint="final")
     with pytest.raises(InputError, match="finite"):
@@ -100,6 +103,40 @@ def test_report_from_a_sweep_dir_computes_each_fit_once(tmp_path):
     (tmp_path / "students" / "abl-e" / "export" / "model.safetensors").write_bytes(b"retrained")
     ablation_report(sweep, resampling=R, fit_fn=fake_fit)
     assert calls[-1] == "abl-e" and len(calls) == 4  # new weights: that student's fit is recomputed
+
+
+def test_a_study_in_progress_lists_what_is_not_distilled_or_scored_yet(tmp_path):
+    """Students still distilling are rows without numbers, the per-teacher differences use the scored rows only,
+    and the page says what is incomplete (a long study publishes its table as students land)."""
+    sweep = tmp_path / "sweep"
+    store = ResultsStore(sweep / "results.sqlite")
+    store.append([r for r in rows_for(sweep) if r["encoder"] != "abl-ed"])
+    jobs = []
+    for c in COMBOS:
+        run = tmp_path / "students" / c.label
+        if c.label != "abl-d":  # abl-d is still distilling: no export yet
+            (run / "export").mkdir(parents=True)
+            (run / "export" / "model.safetensors").write_bytes(c.label.encode())
+        jobs.append({"label": c.label, "run_dir": str(run), "config": {"teachers": list(c.teachers)}})
+    train = [{"label": c.label, "task": t} for c in COMBOS for t in ("metaworld/a", "metaworld/b")]
+    (sweep / "plan.json").write_text(json.dumps({"distill": jobs, "train": train, "store": str(sweep / "results.sqlite")}))
+
+    def fake_fit(source, run_dir):
+        label = run_dir.rsplit("/", 1)[-1]
+        return fit(label, next(c.teachers for c in COMBOS if c.label == label))
+
+    data = json.loads(ablation_report(sweep, resampling=R, fit_fn=fake_fit)["json"].read_text())
+    rows = {r["student"]: r for r in data["rows"]}
+    assert rows["abl-d"]["status"] == "not distilled yet" and rows["abl-d"]["heldout_cos"] == {}
+    assert rows["abl-ed"]["status"] == "distilled" and rows["abl-ed"]["score"] is None
+    assert set(rows["abl-ed"]["heldout_cos"]) == {"eff", "depth"} and rows["abl-e"]["score"]["mean"] == 60.0
+    assert data["meta"]["pending"] == ["abl-d"] and data["meta"]["unscored"] == ["abl-ed"]
+    effects = {e["teacher"]: e for e in data["per_teacher"]}
+    assert effects["eff"]["n_with"] == 1 and effects["depth"]["n_with"] == 0  # scored rows only
+    md = (sweep / "ablation" / "ablation.md").read_text()
+    assert "| abl-d | depth | (not distilled yet) | (not distilled yet) |" in md
+    assert "**Incomplete**: not distilled yet: abl-d; distilled, no finished cell yet: abl-ed." in md
+    assert "| depth | - (0) |" in md
 
 
 def test_command_line_errors_exit_2_and_write_nothing(tmp_path, capsys):

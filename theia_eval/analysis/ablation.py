@@ -11,7 +11,8 @@ independent replicates, so no interval is claimed for them).
     rows, meta = ablation_rows(combos, sections, fits, checkpoint="best")
 
 The sweep-level entry point is `ablation_report(sweep_dir)`: combinations from the sweep's plan.json, scores
-from its store, held-out fits computed once per student and kept in OUT/heldout/<label>.json.
+from its store, held-out fits computed once per student and kept in OUT/heldout/<label>.json. Students not
+distilled yet are listed without numbers, so a study in progress can publish its table.
 """
 from __future__ import annotations
 
@@ -87,12 +88,12 @@ def fit_intervals(fit: Mapping, teachers: Sequence[str], r: Resampling) -> dict[
     return {t: mean_interval(per_image[t], r) for t in teachers}
 
 
-def find_section(sections: Sequence[Section], labels: Sequence[str], head: str) -> Section:
-    """The leaderboard section holding the combinations' cells (one protocol, so scores compare)."""
+def find_section(sections: Sequence[Section], labels: Sequence[str], head: str) -> Section | None:
+    """The leaderboard section holding the combinations' cells (one protocol, so scores compare); None while no
+    cell of theirs has finished."""
     holding = [s for s in sections if any((lb, head, c) in s.grid for lb in labels for c in CHECKPOINTS)]
     if not holding:
-        raise InputError(f"no results for the students {list(labels)} with the {head} head in the store; run the "
-                         "sweep's cells first.")
+        return None
     if len(holding) > 1:
         raise InputError(f"the students' cells are spread over {len(holding)} protocols "
                          f"({', '.join(s.title for s in holding)}); scores from different protocols do not compare. "
@@ -101,27 +102,43 @@ def find_section(sections: Sequence[Section], labels: Sequence[str], head: str) 
 
 
 def ablation_rows(combos: Sequence[Combo], sections: Sequence[Section], fits: Mapping[str, Mapping],
-                  head: str = "conv", checkpoint: str = "best", resampling: Resampling | None = None) -> tuple[list[dict], dict]:
-    """One row per combination (held-out cosine per teacher, task scores, mean score), and the table's facts."""
+                  head: str = "conv", checkpoint: str = "best", resampling: Resampling | None = None,
+                  pending: Sequence[Combo] = (), tasks: Sequence[str] = ()) -> tuple[list[dict], dict]:
+    """One row per combination (held-out cosine per teacher, task scores, mean score), and the table's facts.
+
+    `combos` are the distilled students (each needs its fit); `pending` those not distilled yet, listed with no
+    numbers, so a study in progress can publish its table. Task columns: the section's tasks, else `tasks`."""
     if checkpoint not in CHECKPOINTS:
         raise InputError(f"checkpoint must be one of {list(CHECKPOINTS)}, got '{checkpoint}'.")
     r = resampling or Resampling()
     sec = find_section(sections, [c.label for c in combos], head)
-    teachers = sorted({t for c in combos for t in c.teachers})
+    task_names = list(sec.tasks if sec is not None else tasks)
+    everyone = [*combos, *pending]
+    teachers = sorted({t for c in everyone for t in c.teachers})
     rows = []
-    for c in sorted(combos, key=lambda c: (len(c.teachers), [teachers.index(t) for t in c.teachers])):
+    for c in sorted(everyone, key=lambda c: (len(c.teachers), [teachers.index(t) for t in c.teachers])):
+        if c in pending:
+            rows.append({"student": c.label, "teachers": list(c.teachers), "run_dir": c.run_dir,
+                         "status": "not distilled yet", "heldout_cos": {}, "tasks": {t: None for t in task_names},
+                         "score": None})
+            continue
         if c.label not in fits:
             raise InputError(f"no held-out fit for student '{c.label}' ({c.run_dir}).")
         cos = fit_intervals(fits[c.label], c.teachers, r)
-        tasks: dict[str, TaskScore | None] = {t: sec.task_scores.get((c.label, head, checkpoint, t)) for t in sec.tasks}
-        overall: Estimate | None = sec.overall_ci.get((c.label, head, checkpoint))
-        rows.append({"student": c.label, "teachers": list(c.teachers), "run_dir": c.run_dir,
+        scores: dict[str, TaskScore | None] = {
+            t: None if sec is None else sec.task_scores.get((c.label, head, checkpoint, t)) for t in task_names}
+        overall: Estimate | None = None if sec is None else sec.overall_ci.get((c.label, head, checkpoint))
+        rows.append({"student": c.label, "teachers": list(c.teachers), "run_dir": c.run_dir, "status": "distilled",
                      "heldout_cos": {t: vars(i) for t, i in cos.items()},
-                     "tasks": {t: None if s is None else vars(s) for t, s in tasks.items()},
+                     "tasks": {t: None if s is None else vars(s) for t, s in scores.items()},
                      "score": None if overall is None else vars(overall)})
-    meta = {"teachers": teachers, "tasks": sec.tasks, "head": head, "checkpoint": checkpoint, "section": sec.title,
-            "deviations": sec.deviations, "bootstrap": r.describe(),
-            "heldout_images": sorted({row["heldout_cos"][t]["n"] for row in rows for t in row["heldout_cos"]})}
+    meta = {"teachers": teachers, "tasks": task_names, "head": head, "checkpoint": checkpoint,
+            "section": sec.title if sec is not None else "no cell of these students has finished yet",
+            "deviations": sec.deviations if sec is not None else [], "bootstrap": r.describe(),
+            "heldout_images": sorted({row["heldout_cos"][t]["n"] for row in rows for t in row["heldout_cos"]}),
+            "pending": [c.label for c in pending],
+            "unscored": [row["student"] for row in rows if row["score"] is None and row["student"] not in
+                         {c.label for c in pending}]}
     return rows, meta
 
 
@@ -163,18 +180,31 @@ def ablation_markdown(rows: Sequence[Mapping], meta: Mapping, effects: Sequence[
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         cells = [r["student"], ", ".join(r["teachers"])]
-        cells += [_fmt_interval(r["heldout_cos"].get(t), 3) for t in teachers]
+        if r.get("status") == "not distilled yet":
+            cells += ["(not distilled yet)"] * len(teachers)
+        else:
+            cells += [_fmt_interval(r["heldout_cos"].get(t), 3) for t in teachers]
         cells += [_fmt_task(r["tasks"].get(t)) for t in tasks]
         cells.append(_fmt_interval(r["score"], 1))
         lines.append("| " + " | ".join(cells) + " |")
+    if meta.get("pending") or meta.get("unscored"):
+        lines += ["", "**Incomplete**: " + "; ".join(
+            part for part in (f"not distilled yet: {', '.join(meta['pending'])}" if meta.get("pending") else "",
+                              f"distilled, no finished cell yet: {', '.join(meta['unscored'])}"
+                              if meta.get("unscored") else "") if part)
+                  + ". The per-teacher differences below use the scored combinations only."]
     lines += ["", "## Per teacher (descriptive)", "",
               "Mean score of the combinations that include the teacher minus of those that do not (each "
               "combination counted once; one student per combination, so these are not independent replicates and "
               "carry no interval).", "",
               "| teacher | with (combinations) | without (combinations) | difference |", "|---|---|---|---|"]
+
+    def num(x: float, sign: str = "") -> str:
+        return "-" if math.isnan(x) else f"{x:{sign}.1f}"
+
     for e in effects:
-        lines.append(f"| {e['teacher']} | {e['with']:.1f} ({e['n_with']}) | {e['without']:.1f} ({e['n_without']}) | "
-                     f"{e['difference']:+.1f} |")
+        lines.append(f"| {e['teacher']} | {num(e['with'])} ({e['n_with']}) | {num(e['without'])} ({e['n_without']}) | "
+                     f"{num(e['difference'], '+')} |")
     if meta.get("deviations"):
         lines += ["", "Protocol deviations: " + "; ".join(meta["deviations"]) + "."]
     return "\n".join(lines) + "\n"
@@ -229,10 +259,9 @@ def ablation_report(sweep_dir: str | Path, out_dir: str | Path | None = None, st
     if not plan_path.is_file():
         raise InputError(f"{sweep_dir} has no plan.json; pass the out_dir of a `theia-eval sweep` run.")
     plan = read_json(plan_path, "the sweep plan (written by `theia-eval sweep`)")
-    combos = combos_from_plan(plan)
-    missing = [c.label for c in combos if not (Path(c.run_dir) / "export").is_dir()]
-    if missing:
-        raise InputError(f"students without a finished run (no export/): {missing}; run the sweep's distill stage.")
+    everyone = combos_from_plan(plan)
+    pending = [c for c in everyone if not (Path(c.run_dir) / "export").is_dir()]  # listed, no numbers yet
+    combos = [c for c in everyone if c not in pending]
     store = Path(store or plan.get("store") or sweep_dir / "results.sqlite")
     df = load_results(store)
     df = df[df["encoder"].isin([c.label for c in combos])]
@@ -244,7 +273,9 @@ def ablation_report(sweep_dir: str | Path, out_dir: str | Path | None = None, st
         def fit_fn(source: str, run_dir: str) -> dict:
             return heldout_fit(source, run_dir, per_image=True)
     fits = {c.label: cached_fit(c, out, fit_fn) for c in combos}
-    rows, meta = ablation_rows(combos, sections, fits, head, checkpoint, resampling)
+    plan_tasks = list(dict.fromkeys(str(c["task"]) for c in plan.get("train") or []
+                                    if c.get("label") in {x.label for x in everyone}))
+    rows, meta = ablation_rows(combos, sections, fits, head, checkpoint, resampling, pending, plan_tasks)
     effects = marginal_effects(rows, meta["teachers"])
     paths = {"md": out / "ablation.md", "csv": out / "ablation.csv", "json": out / "ablation.json"}
     atomic_write_text(paths["md"], ablation_markdown(rows, meta, effects))
