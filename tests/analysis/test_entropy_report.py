@@ -260,3 +260,25 @@ def test_entropy_of_a_sweep_whose_plan_lacks_the_head_says_how_to_write_the_whol
     assert "has no cells with the conv head (heads there: mlp)" in err
     assert "theia-eval sweep sweep=smoke out_dir=sweep --dry-run" in err
     assert not (tmp_path / "out").exists()
+
+
+def test_a_student_still_distilling_is_listed_not_measured(tmp_path, capsys):
+    """A study in progress: a student of the sweep's distill stage without its export yet is named in the report
+    (not measured, no error); the encoders that exist are measured as usual."""
+    sweep_dir, _ = write_sweep(tmp_path)
+    plan = json.loads((sweep_dir / "plan.json").read_text())
+    run = tmp_path / "students" / "abl-x-0123"
+    for task in ("metaworld/bin-picking", "metaworld/hammer"):
+        plan["train"].append({"config_hash": f"abl-x|{task}", "label": "abl-x", "task": task, "head": "conv",
+                              "encoder": {"label": "abl-x", "name": "theia", "student": "abl-x"},
+                              "config": {"encoder": "theia", "weights": str(run)}})
+    (sweep_dir / "plan.json").write_text(json.dumps(plan))
+    out = tmp_path / "out"
+    args = ["entropy", f"sweep_dir={sweep_dir}", "num_images=4", "bins=10", "bins_list=[5,10]", f"out_dir={out}",
+            "bootstrap=100", "min_encoders=3"]
+    assert main(args) == 0
+    rep = json.loads((out / "entropy.json").read_text())
+    assert "abl-x" not in [r["encoder"] for r in rep["records"]] and rep["scope"]["not_distilled"] == ["abl-x"]
+    assert "Not distilled yet (not measured): abl-x." in (out / "entropy.md").read_text()
+    (run / "export").mkdir(parents=True)  # a half-written export (no model.safetensors) is still not a student
+    assert main(args) == 0 and json.loads((out / "entropy.json").read_text())["scope"]["not_distilled"] == ["abl-x"]

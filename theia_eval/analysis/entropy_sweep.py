@@ -9,6 +9,7 @@ efficientnet-lite0 and theia-offline cells) finds them by their config hash, not
     scope.task_files          # {task: demo file}
     scope.task_scores(task)   # {encoder label: (score 0-100, s.e.)}
     scope.pooled_scores()     # mean over the plan's tasks, for encoders scored on every one of them
+    scope.not_distilled       # students of the plan still distilling: listed in the report, not measured
 """
 from __future__ import annotations
 
@@ -30,6 +31,7 @@ class SweepScope:
     task_files: dict[str, str]
     cells: dict[tuple[str, str], list[str]]  # (encoder label, task) -> config hashes (one per seed)
     scores: dict[tuple[str, str], tuple[float, float]] = field(default_factory=dict)  # filled by load_scores
+    not_distilled: list[str] = field(default_factory=list)  # students of the plan still distilling (not measured)
 
     def task_scores(self, task: str) -> dict[str, tuple[float, float]]:
         return {e: v for (e, t), v in self.scores.items() if t == task}
@@ -75,18 +77,27 @@ def sweep_scope(sweep_dir: str | Path, head: str | None, checkpoint: str, store:
                          f"the whole grid's plan first: theia-eval sweep sweep={plan.get('name')} "
                          f"out_dir={sweep_dir} --dry-run")
     files = {d["task"]: d["path"] for d in plan.get("demos") or []}
-    encoders, by_cell = {}, {}
+    encoders, by_cell, pending = {}, {}, []
     for c in cells:
         cfg = c["config"]
-        encoders.setdefault(c["label"], {"label": c["label"], "name": cfg["encoder"], "weights": cfg.get("weights")})
         by_cell.setdefault((c["label"], c["task"]), []).append(c["config_hash"])
+        if (c.get("encoder") or {}).get("student") and not student_exported(cfg.get("weights")):
+            if c["label"] not in pending:  # a student of the sweep's distill stage that has no export yet
+                pending.append(c["label"])
+            continue
+        encoders.setdefault(c["label"], {"label": c["label"], "name": cfg["encoder"], "weights": cfg.get("weights")})
     tasks = list(dict.fromkeys(c["task"] for c in cells))
     unknown = [t for t in tasks if t not in files]
     if unknown:
         raise InputError(f"the sweep plan {plan_path} has no demo file for {unknown}: it is damaged or from an older "
                          "version; run `theia-eval sweep --dry-run` with the same config to write it again.")
     return SweepScope(str(plan.get("name")), str(sweep_dir), str(store or plan.get("store")), head, checkpoint,
-                      list(encoders.values()), {t: files[t] for t in tasks}, by_cell)
+                      list(encoders.values()), {t: files[t] for t in tasks}, by_cell, not_distilled=pending)
+
+
+def student_exported(run_dir: str | None) -> bool:
+    """Whether a distillation run has its export (what the sweep's distill stage writes last)."""
+    return run_dir is not None and (Path(run_dir) / "export" / "model.safetensors").is_file()
 
 
 def load_scores(scope: SweepScope) -> SweepScope:

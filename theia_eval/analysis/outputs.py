@@ -366,7 +366,7 @@ def compute_sweep_entropy(cfg: DictConfig, bins: int, bins_list: list[int], echo
                "scope": {"sweep": scope.name, "sweep_dir": portable(str(scope.sweep_dir)),
                          "store": portable(str(scope.store)), "head": scope.head, "checkpoint": scope.checkpoint,
                          "tasks": list(scope.task_files), "cells": sum(len(h) for h in scope.cells.values()),
-                         "missing_scores": scope.missing()},
+                         "missing_scores": scope.missing(), "not_distilled": scope.not_distilled},
                "per_task": [{"task": t, "images": {"spec": f"plan:{t}", "count": len(per_task_images[t].array),
                                                    "description": per_task_images[t].description},
                              "records": per_task[t],
@@ -418,7 +418,9 @@ def entropy_markdown(report: dict) -> str:
                   f"({scope['sweep_dir']}; scores from {scope['store']}, {scope['checkpoint']} checkpoint); "
                   f"tasks {', '.join(scope['tasks'])}. Each task's entropy is measured on that task's demo frames; "
                   "pooled, on the frames of all of them against the mean success over them."
-                  + (f" Not yet scored: {', '.join(scope['missing_scores'])}." if scope["missing_scores"] else ""),
+                  + (f" Not yet scored: {', '.join(scope['missing_scores'])}." if scope["missing_scores"] else "")
+                  + (f" Not distilled yet (not measured): {', '.join(scope['not_distilled'])}."
+                     if scope.get("not_distilled") else ""),
                   ""]
     lines += [t.markdown() for t in entropy_tables(report)]
     corr = report.get("correlation")
