@@ -151,6 +151,10 @@ def test_entropy_tables_have_one_cell_per_header():
               "ranking_stability": {}, "correlation": None}
     for table in entropy_tables(report):
         assert all(len(row) == len(table.header) for row in table.rows)
+    tiny = entropy_record("tiny", NormEncoder(np.linspace(1e-7, 3e-7, 512)), images(32), "all", 16, [4, 16])
+    main = entropy_tables({**report, "records": [tiny]})[0]
+    row = dict(zip(main.header, main.rows[0]))
+    assert row["norm mean"] == "2e-07" and row["norm std"].endswith("e-08")  # small norms keep their digits
 
 
 def write_sweep(tmp_path):

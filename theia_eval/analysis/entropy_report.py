@@ -223,7 +223,7 @@ def entropy_tables(report: dict) -> list[Table]:
     for r in report["records"]:
         main.rows.append([r["encoder"], r["weights"], "x".join(map(str, r["grid"])), str(r["num_tokens"]),
                           fmt(r["entropy"], 3), fmt(r["max_entropy"], 3), fmt(r["normalized"], 3),
-                          fmt(r["norm_mean"], 3), fmt(r["norm_std"], 3), f"{r['relative_spread']:.2g}"]
+                          f"{r['norm_mean']:.4g}", f"{r['norm_std']:.4g}", f"{r['relative_spread']:.2g}"]
                          + [fmt(r["by_bins"][str(b)], 3) for b in bins_list])
     tables = [main]
     stab = report.get("ranking_stability") or {}
