@@ -86,10 +86,14 @@ def test_truncated_state_dict_is_rejected(tmp_path):
 def test_random_weights_work_and_differ(lite0, photos):
     pretrained = lite0(photos).summary
     r0 = create_encoder("efficientnet-lite0", weights="random:0")
-    assert r0.weights_id == "random:0"
+    assert r0.weights_id == "random:0:fan-out-init"
     a, b = r0(photos).summary, create_encoder("efficientnet-lite0", weights="random:0")(photos).summary
     c = create_encoder("efficientnet-lite0", weights="random:1")(photos).summary
     assert a.shape == pretrained.shape and torch.isfinite(a).all()
+    # EfficientNet's own init keeps the activations at the scale of the pretrained network's (PyTorch's default
+    # init gave ~1e-8: zeros in a float16 cache)
+    tokens = r0(photos).tokens
+    assert 0.05 < float(tokens.abs().mean()) < 10.0 and float(a.abs().mean()) > 0.05
     assert torch.equal(a, b)
     assert not torch.allclose(a, c) and not torch.allclose(a, pretrained)
 

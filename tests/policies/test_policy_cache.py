@@ -256,6 +256,25 @@ def test_cache_with_a_tiny_vit(tmp_path):
     np.testing.assert_allclose(cache.embeddings.astype(np.float32), fresh, rtol=2e-3, atol=2e-3)
 
 
+class Shrunk(Counting):
+    """An encoder whose outputs are scaled far below float16's normal range (as PyTorch's default init left a
+    random EfficientNet-Lite0: features of about 1e-8)."""
+
+    def __call__(self, images):
+        out = self.enc(images)
+        return dataclasses.replace(out, tokens=out.tokens.float() * 1e-8, summary=out.summary.float() * 1e-8)
+
+
+def test_embeddings_float16_cannot_hold_are_refused_and_nothing_is_cached(tmp_path, pixels):
+    with pytest.raises(InputError, match=r"storing the embeddings as float16 would change them by \d+% .*out of "
+                                         r"scale.*nothing was cached"):
+        get_or_build_cache(Shrunk(pixels), ArrayDemoSource(make_demos()), tmp_path, "tokens", progress=False)
+    assert [p.name for p in tmp_path.rglob("*") if p.is_dir()] == ["pixels"]  # the encoder's folder: its lock only
+    assert all(p.suffix == ".lock" for p in (tmp_path / "pixels").iterdir())
+    cache = get_or_build_cache(Counting(pixels), ArrayDemoSource(make_demos()), tmp_path, "tokens", progress=False)
+    assert cache.num_frames == 16  # features of ordinary scale (pixels in [0, 1]) pass
+
+
 class PosingAsMean(Counting):
     """An encoder that claims its summary is the mean token but returns something else (first token)."""
 
@@ -271,7 +290,7 @@ class PosingAsMean(Counting):
 
 @pytest.fixture(scope="module")
 def effnet():
-    return create_encoder("efficientnet-lite0")  # the bundled ImageNet weights (random ones give ~1e-8 features)
+    return create_encoder("efficientnet-lite0")  # the bundled ImageNet weights
 
 
 def test_summary_of_a_mean_pooled_encoder_comes_from_its_token_cache(tmp_path, effnet):

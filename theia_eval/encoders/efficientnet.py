@@ -202,13 +202,37 @@ def read_state_dict(config: EncoderConfig, path: Path, trust: bool = False) -> d
     return state
 
 
+def reference_init(net: nn.Module) -> nn.Module:
+    """EfficientNet's own initialization (the TF reference, as timm and torchvision follow it): convolutions from
+    N(0, 2 / fan_out) with fan_out = k*k*out_channels / groups, BatchNorm scale 1 and shift 0, the classifier
+    uniform in +-1/sqrt(out_features). PyTorch's default init shrinks the activations at every layer: its random
+    Lite0 gives features of about 1e-8, which no float16 cache can hold and no policy can read."""
+    for m in net.modules():
+        if isinstance(m, nn.Conv2d):
+            fan_out = m.kernel_size[0] * m.kernel_size[1] * m.out_channels // m.groups
+            nn.init.normal_(m.weight, 0.0, math.sqrt(2.0 / fan_out))
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.Linear):
+            bound = 1.0 / math.sqrt(m.out_features)
+            nn.init.uniform_(m.weight, -bound, bound)
+            nn.init.zeros_(m.bias)
+    return net
+
+
 def build_efficientnet_lite0(config: EncoderConfig, weights: str | None = None, device="cpu", dtype="float32",
                              trust_checkpoint: bool = False, **kwargs) -> FrozenEncoder:
-    """weights: None (the package's ImageNet file), 'random[:SEED]', or a state-dict .pth file."""
+    """weights: None (the package's ImageNet file), 'random[:SEED]' (EfficientNet's own init, `reference_init`), or
+    a state-dict .pth file."""
     if parse_weights(weights).random:
         with seeded_init(parse_weights(weights).seed):
-            net = EfficientNetLite()
-        weights_id = f"random:{parse_weights(weights).seed}"
+            net = reference_init(EfficientNetLite())
+        # the init is part of the id: caches of the earlier default-init random network (features ~1e-8, stored as
+        # float16 zeros) have another key and are never reused
+        weights_id = f"random:{parse_weights(weights).seed}:fan-out-init"
     else:
         path = package_weights(config) if weights is None else require_file(config, weights)
         net = EfficientNetLite()

@@ -461,9 +461,31 @@ def _encode_into(out: np.ndarray, encoder: Any, source: DemoSource, keys: list[s
                 if not np.isfinite(emb).all() or np.abs(emb).max() > FLOAT16_MAX:
                     raise InputError(f"encoder '{encoder.config.name}' gave non-finite or > {FLOAT16_MAX:g} values "
                                      f"on demo '{key}' frames {start}-{stop - 1}; they cannot be stored as float16.")
-                out[row:row + len(emb)] = emb.astype(np.float16)
+                stored = emb.astype(np.float16)
+                check_float16_fit(emb, stored, f"encoder '{encoder.config.name}' on demo '{key}' frames "
+                                               f"{start}-{stop - 1}")
+                out[row:row + len(emb)] = stored
                 row += len(emb)
                 bar.update(len(emb))
+
+
+FLOAT16_TOLERANCE = 1e-2  # relative L2 change float16 storage may make (O(1) features: about 3e-4)
+
+
+def check_float16_fit(x: np.ndarray, stored: np.ndarray, what: str) -> None:
+    """Refuse embeddings that float16 storage would change beyond FLOAT16_TOLERANCE (relative L2): values near or
+    below float16's smallest normal number (6.1e-5) are rounded to a few levels or to zero, and a policy trained on
+    the cache would learn from rounding, not from the encoder."""
+    norm = float(np.linalg.norm(x))
+    if norm == 0.0:
+        return
+    change = float(np.linalg.norm(x - stored.astype(np.float32))) / norm
+    if change > FLOAT16_TOLERANCE:
+        raise InputError(f"{what}: storing the embeddings as float16 would change them by {change:.0%} (relative "
+                         f"L2; largest |value| {float(np.abs(x).max()):.2g}, float16's smallest normal number is "
+                         "6.1e-05): the encoder's outputs are out of scale (e.g. a random init that shrinks the "
+                         "activations layer by layer). Fix the encoder's weights or initialization; nothing was "
+                         "cached.")
 
 
 def _mean_tokens_into(out: np.ndarray, tokens: EmbeddingCache, chunk_size: int, progress: bool, name: str) -> None:
