@@ -62,6 +62,8 @@ Same recipe with `num_demos=100 out_dir=data/demos/100demos-fast256-crop224`; fi
 stopped once (after 62 demos, to rewrite the files' expert record when the recorded settings changed form; the
 demos themselves are unchanged) and resumed: the first run left no line in `collect.log`, so the table gives the
 resumed run's seconds only and no per-attempt figure (the quiet cost of an attempt is in `benchmarks/RESULTS.md`).
+The relocate collection ran over two sessions (the first was killed with its session; the collector resumes from
+its per-seed parts), so it too has one line in `collect.log`, for the last run only, and no per-attempt figure.
 
 {tables[100]}
 """
