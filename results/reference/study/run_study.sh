@@ -11,7 +11,7 @@
 # from scripts/theia_offline.sh (data/students/theia-offline-v2; its teacher-target cache is reused by the
 # ablation students, so the teachers are not run again).
 #   bash results/reference/study/run_study.sh          # or: lane0 | lane1 | rest
-# Publish (and commit) after cells land:
+# Publish (and commit) after cells land (`nohup bash scripts/publish_study_loop.sh &` does it every 10 minutes):
 #   theia-eval publish sweep_dir=results/study/metaworld dest=results/reference/study/metaworld claims=offline-study-metaworld grid=config
 #   theia-eval publish sweep_dir=results/study/entropy dest=results/reference/study/entropy grid=config
 #   theia-eval publish sweep_dir=results/study/dmc-adroit dest=results/reference/study/dmc-adroit grid=config
