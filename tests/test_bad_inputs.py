@@ -570,6 +570,7 @@ def test_added_keys_land_only_in_free_form_mappings():
     assert compose("train", ["+bc.head_config.channels=16"], paths=False).bc.head_config.channels == 16
     assert compose("decode", ["+decoder_weights.sam-vit-h=/w/sam"], paths=False).decoder_weights["sam-vit-h"] == "/w/sam"
     assert list(compose("leaderboard", ["+pools.study=[a,b]"], paths=False).pools.study) == ["a", "b"]
+    assert compose("train", ["++bc.fusion=flare", "++bc.epochs=3"], paths=False).bc.epochs == 3  # forced, not added
     with pytest.raises(InputError, match=r"unknown key 'bc.epochz'.*under 'bc'.*Did you mean: epochs\?.*batch_size"):
         compose("train", ["++bc.epochz=3"], paths=False)
     with pytest.raises(InputError, match=r"unknown key 'score.headz'.*Did you mean: head\?"):

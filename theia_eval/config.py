@@ -104,6 +104,7 @@ def compose(config_name: str, overrides: list[str] | None = None, paths: bool = 
     return cfg
 
 
+_ABSENT = object()
 ADDED_KEY = re.compile(r"^\+\+?(?P<key>[A-Za-z0-9_.\-]+)=")
 
 
@@ -116,12 +117,17 @@ def check_added_keys(config_name: str, cfg: DictConfig, overrides: list[str]) ->
 
     schema = SCHEMAS.get(config_name, {})
     plain = OmegaConf.to_container(cfg, resolve=False)
+    shipped_file = config_dir() / f"{config_name}.yaml"
+    shipped = OmegaConf.load(shipped_file) if shipped_file.is_file() else OmegaConf.create({})
     for override in overrides:
         m = ADDED_KEY.match(override)
         if m is None:
             continue
         parts = m.group("key").split(".")
         if parts[0] == "hydra" or (config_dir() / parts[0]).is_dir():
+            continue
+        if OmegaConf.select(shipped, m.group("key"), default=_ABSENT, throw_on_resolution_failure=False) \
+                is not _ABSENT:  # `++key=v` on a key the shipped config has
             continue
         node, depth = plain, 0
         while depth < len(parts) - 1 and isinstance(node, dict) and isinstance(node.get(parts[depth]), dict):
