@@ -7,6 +7,7 @@ from pathlib import Path
 from theia_eval.analysis.store import ResultsStore
 from theia_eval.config import compose, config_dir
 from theia_eval.errors import InputError
+from theia_eval.sweeps.plan import SWEEP_KEYS
 from theia_eval.sweeps.run import __doc__ as RUN_DOC
 from theia_eval.sweeps.run import run_sweep
 from theia_eval.verbs import parse_words, verb_parser
@@ -15,7 +16,8 @@ from theia_eval.verbs import parse_words, verb_parser
 def _parser():
     sweeps = sorted(p.stem for p in (config_dir() / "sweep").glob("*.yaml"))
     p = verb_parser("sweep", RUN_DOC, f"sweeps (configs/sweep/): {', '.join(sweeps)}; grid keys: sweep.encoders=[...] "
-                    "sweep.seeds=[...] ... (the keys of configs/sweep/NAME.yaml)")
+                    "sweep.seeds=[...] ... (the keys of configs/sweep/NAME.yaml: "
+                    f"{', '.join(SWEEP_KEYS)}; docs/analysis.md)")
     p.add_argument("--dry-run", action="store_true", help="check the sweep and list what would run, then exit")
     return p
 
