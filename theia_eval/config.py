@@ -135,9 +135,12 @@ def check_added_keys(config_name: str, cfg: DictConfig, overrides: list[str]) ->
             depth += 1
         parent = ".".join(parts[:depth])
         rule = rule_for(schema, parent) if parent else None
+        shipped_parent = OmegaConf.select(shipped, parent, default=None, throw_on_resolution_failure=False) \
+            if parent else None
         free = depth == len(parts) - 1 and parent and (
-            (rule is not None and rule.kind == "dict") or rule_for(schema, f"{parent}.{parts[depth]}") is not None)
-        if free or depth == len(parts) - 1 and parent and not _declared(config_name, parent):
+            (rule is not None and rule.kind == "dict") or rule_for(schema, f"{parent}.{parts[depth]}") is not None
+            or (OmegaConf.is_dict(shipped_parent) and len(shipped_parent) == 0))  # a `{}` in the YAML: free-form
+        if free:
             continue
         where = f"under '{parent}'" if parent else "at the top level"
         added = {ADDED_KEY.match(o).group("key") for o in overrides if ADDED_KEY.match(o)}
@@ -148,13 +151,6 @@ def check_added_keys(config_name: str, cfg: DictConfig, overrides: list[str]) ->
         raise InputError(f"unknown key '{m.group('key')}' for `theia-eval {config_name}`: `{override}` adds a key "
                          f"that configs/{config_name}.yaml does not have {where}, and nothing would read it.{hint} "
                          f"Keys there: {', '.join(choices) or 'none'}.")
-
-
-def _declared(config_name: str, parent: str) -> bool:
-    """Whether the mapping at `parent` lists its keys in the shipped YAML (a `{}` there is free-form)."""
-    shipped = OmegaConf.load(config_dir() / f"{config_name}.yaml")
-    node = OmegaConf.select(shipped, parent)
-    return not (OmegaConf.is_dict(node) and len(node) == 0)
 
 
 def to_yaml(cfg: DictConfig) -> str:
